@@ -1,0 +1,5 @@
+import type { Knex } from 'knex';
+import * as spine from './001_spine.js';
+
+/** Migrations in order; listed statically so the same list runs from sources (tsx) and from dist. */
+export const migrations: ReadonlyArray<{ name: string; module: Knex.Migration }> = [{ name: '001_spine', module: spine }];

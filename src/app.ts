@@ -1,0 +1,48 @@
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import express, { type Express } from 'express';
+import { pinoHttp } from 'pino-http';
+import { requireAuth } from './auth/auth.middleware.js';
+import { privateAuthRoutes, publicAuthRoutes } from './http/auth.routes.js';
+import { errorHandler, notFoundHandler } from './http/error-handler.js';
+import { fileRoutes } from './http/files.routes.js';
+import { healthRoutes } from './http/health.routes.js';
+import { Metrics } from './http/metrics.js';
+import type { Services } from './wiring.js';
+
+const WEB_ROOT = path.resolve(import.meta.dirname, '..', '..', 'web');
+
+/** The express app for a set of services; listening is the caller's business (main.ts, tests). */
+export function buildApp(services: Services): Express {
+  const { config, logger, auth, files, folders, temp, accessTokens, healthChecks } = services;
+  const metrics = new Metrics();
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', 'loopback');
+  app.use(
+    pinoHttp({
+      logger,
+      genReqId: (req, res) => {
+        const given = req.headers['x-request-id'];
+        const id = typeof given === 'string' && /^[\w.-]{1,64}$/.test(given) ? given : randomUUID();
+        res.setHeader('X-Request-Id', id);
+        return id;
+      },
+    }),
+  );
+  app.use(metrics.middleware());
+  app.use(healthRoutes(healthChecks, metrics));
+  app.use('/api', express.json({ limit: '64kb' }));
+  app.use('/api/auth', publicAuthRoutes(auth));
+  app.use('/api', requireAuth(accessTokens));
+  app.use('/api', privateAuthRoutes(auth, files));
+  app.use(
+    '/api',
+    fileRoutes({ files, folders, temp, maxUploadBytes: config.MAX_UPLOAD_BYTES, onUploadedBytes: metrics.countUploadedBytes }),
+  );
+  app.use('/api', notFoundHandler);
+  app.use(express.static(WEB_ROOT, { index: 'index.html' }));
+  app.use(notFoundHandler);
+  app.use(errorHandler);
+  return app;
+}

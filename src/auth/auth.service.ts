@@ -1,0 +1,116 @@
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
+import { hash, verify } from '@node-rs/argon2';
+import type { Cache } from '../cache/cache.js';
+import { isUniqueViolation } from '../db/database.js';
+import type { TokensRepository } from '../db/tokens.repository.js';
+import type { UsersRepository } from '../db/users.repository.js';
+import { AppError } from '../errors.js';
+import type { AccessTokens } from './access-tokens.js';
+
+export interface TokenPair {
+  accessToken: string;
+  refreshToken: string;
+  expiresIn: number;
+}
+
+export interface AuthServiceDeps {
+  users: UsersRepository;
+  tokens: TokensRepository;
+  accessTokens: AccessTokens;
+  cache: Cache;
+  refreshTtlSeconds: number;
+  loginMaxFailures: number;
+  loginWindowSeconds: number;
+}
+
+// Verified against when the username is unknown, so both failures cost the same time.
+const DUMMY_HASH = hash('not-a-real-password-' + randomUUID());
+
+export class AuthService {
+  constructor(private readonly deps: AuthServiceDeps) {}
+
+  async register(username: string, password: string): Promise<{ id: string; username: string }> {
+    const id = randomUUID();
+    try {
+      await this.deps.users.create({ id, username, password_hash: await hash(password), created_at: Date.now() });
+    } catch (error) {
+      if (isUniqueViolation(error)) throw new AppError('username_taken');
+      throw error;
+    }
+    return { id, username };
+  }
+
+  /** Failed attempts per username+ip are counted; past the limit even a right password waits. */
+  async login(username: string, password: string, ip: string): Promise<TokenPair> {
+    const throttleKey = `login:${username}:${ip}`;
+    const seen = await this.deps.cache.peek(throttleKey);
+    if (seen.count >= this.deps.loginMaxFailures) {
+      throw new AppError('too_many_requests', undefined, {}, { 'Retry-After': String(seen.retryAfterSeconds) });
+    }
+    const user = await this.deps.users.findByUsername(username);
+    const ok = await verify(user?.password_hash ?? (await DUMMY_HASH), password);
+    if (!user || !ok) {
+      await this.deps.cache.hit(throttleKey, this.deps.loginWindowSeconds);
+      throw new AppError('invalid_credentials');
+    }
+    await this.deps.cache.forget(throttleKey);
+    return this.issue(user.id, user.username, randomUUID());
+  }
+
+  /** Rotates the refresh token; a rotated-out token presented again revokes its whole family. */
+  async refresh(presented: string): Promise<TokenPair> {
+    const token = await this.findPresented(presented);
+    const now = Date.now();
+    if (token.revoked_at !== null || !(await this.deps.tokens.revokeIfActive(token.id, now))) {
+      await this.deps.tokens.revokeFamily(token.family, now);
+      throw new AppError('invalid_refresh_token', 'The refresh token was already used; its session is revoked.');
+    }
+    if (token.expires_at <= now) throw new AppError('invalid_refresh_token', 'The refresh token has expired.');
+    const user = await this.deps.users.findById(token.user_id);
+    if (!user) throw new AppError('invalid_refresh_token');
+    return this.issue(user.id, user.username, token.family);
+  }
+
+  async logout(userId: string, presented: string): Promise<void> {
+    const token = await this.findPresented(presented);
+    if (token.user_id !== userId) throw new AppError('invalid_refresh_token');
+    await this.deps.tokens.revokeFamily(token.family, Date.now());
+  }
+
+  private async issue(userId: string, username: string, family: string): Promise<TokenPair> {
+    const id = randomUUID();
+    const secret = randomBytes(32).toString('base64url');
+    const now = Date.now();
+    await this.deps.tokens.insert({
+      id,
+      user_id: userId,
+      family,
+      token_hash: sha256(secret),
+      expires_at: now + this.deps.refreshTtlSeconds * 1000,
+      revoked_at: null,
+      created_at: now,
+    });
+    return {
+      accessToken: await this.deps.accessTokens.sign({ userId, username }),
+      refreshToken: `${id}.${secret}`,
+      expiresIn: this.deps.accessTokens.ttlSeconds,
+    };
+  }
+
+  /** The stored row of a presented "<id>.<secret>" token whose secret matches, or 401. */
+  private async findPresented(presented: string) {
+    const [id, secret, extra] = presented.split('.');
+    const invalid = new AppError('invalid_refresh_token');
+    if (!id || !secret || extra !== undefined || !/^[0-9a-f-]{36}$/.test(id)) throw invalid;
+    const token = await this.deps.tokens.findById(id);
+    if (!token) throw invalid;
+    const expected = Buffer.from(token.token_hash, 'hex');
+    const actual = Buffer.from(sha256(secret), 'hex');
+    if (!timingSafeEqual(expected, actual)) throw invalid;
+    return token;
+  }
+}
+
+function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}

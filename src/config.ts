@@ -1,0 +1,56 @@
+import path from 'node:path';
+import { z } from 'zod';
+
+const port = z.coerce.number().int().min(0).max(65535);
+const positiveInt = z.coerce.number().int().positive();
+const optionalUrl = z.string().url().optional();
+
+/** Every environment variable the service reads, with its default; README documents the same table. */
+const schema = z.object({
+  FILESTORE_PROFILE: z.enum(['embedded', 'cluster']).default('embedded'),
+  PORT: port.default(8080),
+  HOST: z.string().min(1).default('0.0.0.0'),
+  DATA_DIR: z.string().min(1).default('./data'),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  DB_PRIMARY_URL: optionalUrl,
+  DB_REPLICA_URL: optionalUrl,
+  REDIS_URL: optionalUrl,
+  REDIS_KEY_PREFIX: z.string().default('filestore:'),
+  S3_ENDPOINT: optionalUrl,
+  S3_BUCKET: z.string().min(1).optional(),
+  S3_ACCESS_KEY: z.string().min(1).optional(),
+  S3_SECRET_KEY: z.string().min(1).optional(),
+  S3_REGION: z.string().min(1).default('us-east-1'),
+  JWT_SECRET: z.string().min(32).optional(),
+  ACCESS_TOKEN_TTL_SECONDS: positiveInt.default(900),
+  REFRESH_TOKEN_TTL_SECONDS: positiveInt.default(30 * 24 * 3600),
+  LOGIN_MAX_FAILURES: positiveInt.default(10),
+  LOGIN_WINDOW_SECONDS: positiveInt.default(900),
+  READ_YOUR_WRITES_SECONDS: positiveInt.default(5),
+  MAX_UPLOAD_BYTES: positiveInt.default(64 * 1024 ** 3),
+});
+
+const clusterRequired = ['DB_PRIMARY_URL', 'DB_REPLICA_URL', 'REDIS_URL', 'S3_ENDPOINT', 'S3_BUCKET', 'S3_ACCESS_KEY', 'S3_SECRET_KEY'] as const;
+
+export type Config = Readonly<z.infer<typeof schema> & { DATA_DIR: string }>;
+
+export class ConfigError extends Error {}
+
+/** Reads and validates the environment once; a bad value stops the start with one line naming the variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const known = Object.fromEntries(Object.keys(schema.shape).map((key) => [key, env[key] === '' ? undefined : env[key]]));
+  const parsed = schema.safeParse(known);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const variable = String(issue.path[0]);
+    throw new ConfigError(`invalid configuration: ${variable}=${JSON.stringify(env[variable])}: ${issue.message}`);
+  }
+  const config = parsed.data;
+  if (config.FILESTORE_PROFILE === 'cluster') {
+    const missing = clusterRequired.filter((key) => !config[key]);
+    if (missing.length > 0) {
+      throw new ConfigError(`invalid configuration: FILESTORE_PROFILE=cluster needs ${missing.join(', ')}`);
+    }
+  }
+  return Object.freeze({ ...config, DATA_DIR: path.resolve(config.DATA_DIR) });
+}

@@ -1,0 +1,45 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import knexFactory, { type Knex } from 'knex';
+
+/** The embedded profile's database: one SQLite file under DATA_DIR, one connection (SQLite has one writer). */
+export function openSqlite(dataDir: string): Knex {
+  fs.mkdirSync(dataDir, { recursive: true });
+  return knexFactory({
+    client: 'better-sqlite3',
+    connection: { filename: path.join(dataDir, 'filestore.sqlite') },
+    useNullAsDefault: true,
+    pool: {
+      min: 1,
+      max: 1,
+      afterCreate: (conn: { pragma(sql: string): unknown }, done: (err: Error | null, conn: unknown) => void) => {
+        conn.pragma('journal_mode = WAL');
+        conn.pragma('synchronous = NORMAL');
+        conn.pragma('foreign_keys = ON');
+        conn.pragma('busy_timeout = 5000');
+        done(null, conn);
+      },
+    },
+  });
+}
+
+/** A MariaDB/MySQL connection pool from a mysql:// URL. */
+export function openMysql(url: string, options: { connectTimeoutMs: number; poolMax: number }): Knex {
+  const parsed = new URL(url);
+  return knexFactory({
+    client: 'mysql2',
+    connection: {
+      host: parsed.hostname,
+      port: Number(parsed.port || 3306),
+      user: decodeURIComponent(parsed.username),
+      password: decodeURIComponent(parsed.password),
+      database: parsed.pathname.replace(/^\//, ''),
+      charset: 'utf8mb4',
+      connectTimeout: options.connectTimeoutMs,
+      supportBigNumbers: true,
+      bigNumberStrings: false,
+    },
+    pool: { min: 0, max: options.poolMax },
+    acquireConnectionTimeout: options.connectTimeoutMs + 1000,
+  });
+}

@@ -1,0 +1,38 @@
+/** The one table of error codes: status and default message are defined here and nowhere else. */
+export const ERRORS = {
+  invalid_input: { status: 400, message: 'The request is not valid.' },
+  invalid_name: { status: 400, message: 'The name is not valid.' },
+  invalid_path: { status: 400, message: 'The folder path is not valid.' },
+  unauthorized: { status: 401, message: 'Authentication is required.' },
+  token_expired: { status: 401, message: 'The access token has expired.' },
+  invalid_credentials: { status: 401, message: 'Wrong username or password.' },
+  invalid_refresh_token: { status: 401, message: 'The refresh token is not valid.' },
+  forbidden: { status: 403, message: 'You may not do this.' },
+  not_found: { status: 404, message: 'Not found.' },
+  username_taken: { status: 409, message: 'That username is taken.' },
+  name_conflict: { status: 409, message: 'An item with that name already exists in that folder.' },
+  payload_too_large: { status: 413, message: 'The upload is too large.' },
+  unsupported_media_type: { status: 415, message: 'Expected multipart/form-data.' },
+  range_not_satisfiable: { status: 416, message: 'The requested range is not satisfiable.' },
+  too_many_requests: { status: 429, message: 'Too many attempts; try again later.' },
+  internal: { status: 500, message: 'Something went wrong on our side.' },
+  unavailable: { status: 503, message: 'A backing service is unavailable.' },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export class AppError extends Error {
+  readonly status: number;
+
+  constructor(
+    readonly code: ErrorCode,
+    message?: string,
+    readonly details: Record<string, unknown> = {},
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message ?? ERRORS[code].message);
+    this.status = ERRORS[code].status;
+  }
+}
+
+export const notFound = (): AppError => new AppError('not_found');

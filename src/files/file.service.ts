@@ -1,0 +1,155 @@
+import { randomUUID } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import type { BlobsRepository, Tier } from '../db/blobs.repository.js';
+import { isUniqueViolation, type Database } from '../db/database.js';
+import type { FoldersRepository } from '../db/folders.repository.js';
+import { pathKey, type UserFilesRepository, type UserFileWithBlob } from '../db/user-files.repository.js';
+import { AppError, notFound } from '../errors.js';
+import type { BlobStore, ByteRange } from '../storage/blob-store.js';
+import type { HashedTempFile, TempFiles } from '../storage/temp-file.js';
+import { folderChain, parentOf } from './names.js';
+
+export interface FileView {
+  id: string;
+  name: string;
+  folder: string;
+  size: number;
+  sha1: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface FileServiceDeps {
+  db: Database;
+  blobs: BlobsRepository;
+  userFiles: UserFilesRepository;
+  folders: FoldersRepository;
+  landing: BlobStore;
+  tiers: Record<Tier, BlobStore | undefined>;
+  temp: TempFiles;
+}
+
+export const toFileView = (row: UserFileWithBlob): FileView => ({
+  id: row.id,
+  name: row.name,
+  folder: row.folder,
+  size: Number(row.size),
+  sha1: row.sha1,
+  createdAt: new Date(Number(row.created_at)).toISOString(),
+  updatedAt: new Date(Number(row.updated_at)).toISOString(),
+});
+
+const ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+export class FileService {
+  constructor(private readonly deps: FileServiceDeps) {}
+
+  /**
+   * Links hashed bytes into a user's drive. If the content is already stored, the temp file is dropped
+   * and only a user_files row is added (dedupe); otherwise the temp file becomes the blob. The same
+   * content under the same name is answered with the existing file (`created: false`).
+   */
+  async linkContent(userId: string, folder: string, name: string, temp: HashedTempFile): Promise<{ file: FileView; created: boolean }> {
+    const fileId = await this.storeContent(temp);
+    const now = Date.now();
+    const outcome = await this.deps.db.transaction(userId, async (trx) => {
+      const clash = await this.deps.userFiles.findByPath(trx, userId, folder, name);
+      if (clash) {
+        if (clash.sha1 === temp.sha1) return { id: clash.id, created: false };
+        throw new AppError('name_conflict');
+      }
+      await this.deps.folders.ensure(trx, userId, folderChainWithParents(folder), now);
+      const id = randomUUID();
+      await this.deps.userFiles.insert(trx, {
+        id, user_id: userId, file_id: fileId, name, folder, size: temp.size, status: 'available',
+        path_key: pathKey(folder, name), live: 1, created_at: now, updated_at: now,
+      });
+      return { id, created: true };
+    });
+    return { file: await this.get(userId, outcome.id), created: outcome.created };
+  }
+
+  async get(userId: string, id: string): Promise<FileView> {
+    return toFileView(await this.find(userId, id));
+  }
+
+  async list(userId: string, folder: string): Promise<FileView[]> {
+    return (await this.deps.userFiles.listFolder(userId, folder)).map(toFileView);
+  }
+
+  /** The file's metadata and a stream of its bytes (or of `range`) from whichever tier holds them. */
+  async open(userId: string, id: string, range?: ByteRange): Promise<{ file: FileView; body: Readable }> {
+    const row = await this.find(userId, id);
+    const store = this.deps.tiers[row.tier];
+    if (!store) throw new AppError('unavailable', `The ${row.tier} tier is not configured.`);
+    return { file: toFileView(row), body: await store.read(row.location, range) };
+  }
+
+  usedBytes(userId: string): Promise<number> {
+    return this.deps.userFiles.usedBytes(userId);
+  }
+
+  async update(userId: string, id: string, change: { name?: string; folder?: string }): Promise<FileView> {
+    const current = await this.find(userId, id);
+    const name = change.name ?? current.name;
+    const folder = change.folder ?? current.folder;
+    if (name !== current.name || folder !== current.folder) {
+      await this.deps.db.transaction(userId, async (trx) => {
+        const now = Date.now();
+        await this.deps.folders.ensure(trx, userId, folderChainWithParents(folder), now);
+        try {
+          await this.deps.userFiles.rename(trx, userId, id, folder, name, now);
+        } catch (error) {
+          if (isUniqueViolation(error)) throw new AppError('name_conflict');
+          throw error;
+        }
+      });
+    }
+    return this.get(userId, id);
+  }
+
+  async remove(userId: string, id: string): Promise<void> {
+    if (!ID_PATTERN.test(id) || !(await this.deps.userFiles.softDelete(userId, id, Date.now()))) throw notFound();
+  }
+
+  private async find(userId: string, id: string): Promise<UserFileWithBlob> {
+    const row = ID_PATTERN.test(id) ? await this.deps.userFiles.findAvailable(userId, id) : undefined;
+    if (!row) throw notFound();
+    return row;
+  }
+
+  /**
+   * The id of the `files` row holding `temp`'s content, adopting the temp file as the blob when the
+   * content is new and discarding it otherwise. Each statement commits on its own, so a concurrent
+   * upload of the same content is seen as soon as its insert wins the unique key.
+   */
+  private async storeContent(temp: HashedTempFile): Promise<number> {
+    const { db, blobs, landing } = this.deps;
+    const existing = await db.readPrimary((knex) => blobs.findBySha1(knex, temp.sha1));
+    if (existing?.status === 'available') {
+      await this.deps.temp.discard(temp.path);
+      return existing.id;
+    }
+    const location = await landing.adopt(temp.path, temp.sha1);
+    const now = Date.now();
+    if (existing) {
+      await db.write(null, (knex) => blobs.markAvailable(knex, existing.id, landing.tier, location, now));
+      return existing.id;
+    }
+    try {
+      return await db.write(null, (knex) =>
+        blobs.insert(knex, { sha1: temp.sha1, size: temp.size, tier: landing.tier, location, status: 'available', created_at: now, updated_at: now }),
+      );
+    } catch (error) {
+      // A concurrent upload of the same content committed first; both adopted identical bytes at one path.
+      if (!isUniqueViolation(error)) throw error;
+      const twin = await db.readPrimary((knex) => blobs.findBySha1(knex, temp.sha1));
+      if (!twin) throw error;
+      return twin.id;
+    }
+  }
+}
+
+export function folderChainWithParents(folder: string): Array<{ path: string; parent: string }> {
+  return folderChain(folder).map((path) => ({ path, parent: parentOf(path) }));
+}

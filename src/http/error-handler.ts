@@ -1,0 +1,47 @@
+import type { ErrorRequestHandler, RequestHandler } from 'express';
+import { AppError, ERRORS, type ErrorCode } from '../errors.js';
+
+/** Errors raised by express's own parsers and multer, by their codes. */
+const FRAMEWORK_ERRORS: Record<string, ErrorCode> = {
+  'entity.parse.failed': 'invalid_input',
+  'entity.too.large': 'payload_too_large',
+  'encoding.unsupported': 'invalid_input',
+  'charset.unsupported': 'invalid_input',
+  LIMIT_FILE_SIZE: 'payload_too_large',
+  LIMIT_PART_COUNT: 'invalid_input',
+  LIMIT_FILE_COUNT: 'invalid_input',
+  LIMIT_FIELD_KEY: 'invalid_input',
+  LIMIT_FIELD_VALUE: 'invalid_input',
+  LIMIT_FIELD_COUNT: 'invalid_input',
+  LIMIT_UNEXPECTED_FILE: 'invalid_input',
+  MISSING_FIELD_NAME: 'invalid_input',
+};
+
+export function toAppError(error: unknown): AppError {
+  if (error instanceof AppError) return error;
+  const e = error as { type?: string; code?: string; message?: string; status?: number };
+  const mapped = FRAMEWORK_ERRORS[e?.type ?? ''] ?? FRAMEWORK_ERRORS[e?.code ?? ''];
+  if (mapped) return new AppError(mapped, e.message);
+  // Malformed multipart bodies surface from busboy as plain errors with a 4xx status or a telling message.
+  if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500) return new AppError('invalid_input', e.message);
+  if (typeof e?.message === 'string' && /^(Multipart|Malformed|Unexpected end of form)/i.test(e.message)) {
+    return new AppError('invalid_input', e.message);
+  }
+  return new AppError('internal');
+}
+
+export const errorHandler: ErrorRequestHandler = (error, req, res, _next) => {
+  const appError = toAppError(error);
+  if (appError.code === 'internal' || appError.code === 'unavailable') req.log?.error({ err: error }, 'request failed');
+  if (res.headersSent) {
+    // The body already started: all that is left is to cut the connection so the client sees a failure.
+    res.destroy();
+    return;
+  }
+  res.set(appError.headers);
+  res.status(appError.status).type('application/json').json({ error: { code: appError.code, message: appError.message, ...appError.details } });
+};
+
+export const notFoundHandler: RequestHandler = (_req, res) => {
+  res.status(404).json({ error: { code: 'not_found', message: ERRORS.not_found.message } });
+};

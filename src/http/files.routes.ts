@@ -1,0 +1,123 @@
+import { Router, type Response } from 'express';
+import { create as contentDisposition } from 'content-disposition';
+import mime from 'mime-types';
+import { z } from 'zod';
+import { currentUser } from '../auth/auth.middleware.js';
+import { AppError } from '../errors.js';
+import type { FileService, FileView } from '../files/file.service.js';
+import type { FolderService } from '../files/folder.service.js';
+import { assertValidName, normalizeFolder } from '../files/names.js';
+import type { TempFiles } from '../storage/temp-file.js';
+import { singleFileUpload } from './multipart.js';
+import { parseRange } from './range.js';
+import { parseInput } from './validate.js';
+
+const folderField = z.string().max(4096).default('/').transform(normalizeFolder);
+const nameField = z.string().max(1024).transform(assertValidName);
+const uploadFields = z.object({ folder: folderField });
+const listQuery = z.object({ folder: folderField });
+const folderBody = z.object({ path: z.string().max(4096).transform(normalizeFolder) });
+const patchBody = z
+  .object({ name: nameField.optional(), folder: z.string().max(4096).transform(normalizeFolder).optional() })
+  .strict();
+
+export interface FileRoutesDeps {
+  files: FileService;
+  folders: FolderService;
+  temp: TempFiles;
+  maxUploadBytes: number;
+  onUploadedBytes: (count: number) => void;
+}
+
+export function fileRoutes({ files, folders, temp, maxUploadBytes, onUploadedBytes }: FileRoutesDeps): Router {
+  const router = Router();
+  const upload = singleFileUpload(temp, maxUploadBytes, onUploadedBytes);
+
+  router.post('/files', async (req, res) => {
+    const user = currentUser(req);
+    if (!req.is('multipart/form-data')) throw new AppError('unsupported_media_type');
+    await new Promise<void>((resolve, reject) => upload(req, res, (error?: unknown) => (error ? reject(error) : resolve())));
+    const hashed = req.upload;
+    if (!hashed) throw new AppError('invalid_input', 'Send the file in the multipart field "file".');
+    try {
+      const { folder } = parseInput(uploadFields, req.body);
+      const name = assertValidName(req.file?.originalname ?? '');
+      const { file, created } = await files.linkContent(user.userId, folder, name, hashed);
+      res.status(created ? 201 : 200).json(file);
+    } finally {
+      await temp.discard(hashed.path);
+    }
+  });
+
+  router.get('/files', async (req, res) => {
+    const { folder } = parseInput(listQuery, req.query);
+    res.json(await folders.list(currentUser(req).userId, folder));
+  });
+
+  router.get('/files/:id', async (req, res) => {
+    res.json(await files.get(currentUser(req).userId, req.params.id));
+  });
+
+  router.get('/files/:id/content', async (req, res) => {
+    const userId = currentUser(req).userId;
+    const file = await files.get(userId, req.params.id);
+    const range = parseRange(req.headers.range, file.size);
+    if (range === 'unsatisfiable') {
+      throw new AppError('range_not_satisfiable', undefined, {}, { 'Content-Range': `bytes */${file.size}` });
+    }
+    setContentHeaders(res, file);
+    if (req.fresh) {
+      res.status(304).end();
+      return;
+    }
+    const { body } = await files.open(userId, file.id, range ?? undefined);
+    if (range) {
+      res.status(206).set('Content-Range', `bytes ${range.start}-${range.end}/${file.size}`);
+      res.set('Content-Length', String(range.end - range.start + 1));
+    } else {
+      res.set('Content-Length', String(file.size));
+    }
+    if (req.method === 'HEAD') {
+      body.destroy();
+      res.end();
+      return;
+    }
+    body.on('error', (error) => res.destroy(error));
+    body.pipe(res);
+  });
+
+  router.patch('/files/:id', async (req, res) => {
+    const change = parseInput(patchBody, req.body ?? {});
+    res.json(await files.update(currentUser(req).userId, req.params.id, change));
+  });
+
+  router.delete('/files/:id', async (req, res) => {
+    await files.remove(currentUser(req).userId, req.params.id);
+    res.status(204).end();
+  });
+
+  router.post('/folders', async (req, res) => {
+    const { path } = parseInput(folderBody, req.body);
+    res.status(201).json(await folders.create(currentUser(req).userId, path));
+  });
+
+  router.delete('/folders', async (req, res) => {
+    const { path } = parseInput(folderBody, req.query);
+    await folders.remove(currentUser(req).userId, path);
+    res.status(204).end();
+  });
+
+  return router;
+}
+
+function setContentHeaders(res: Response, file: FileView): void {
+  res.set({
+    'Content-Type': mime.lookup(file.name) || 'application/octet-stream',
+    'Content-Disposition': contentDisposition(file.name),
+    ETag: `"${file.sha1}"`,
+    'Last-Modified': new Date(file.updatedAt).toUTCString(),
+    'Accept-Ranges': 'bytes',
+    'Cache-Control': 'private, no-cache',
+  });
+}
+

@@ -1,0 +1,44 @@
+import type { Request } from 'express';
+import multer from 'multer';
+import type { HashedTempFile, TempFiles } from '../storage/temp-file.js';
+
+declare module 'express-serve-static-core' {
+  interface Request {
+    upload?: HashedTempFile;
+  }
+}
+
+/**
+ * multer storage that streams the `file` part straight to a temp file, hashing as it writes, so memory
+ * stays flat whatever the size. The hashed temp file is left on `req.upload` for the service.
+ */
+class HashingStorage implements multer.StorageEngine {
+  constructor(
+    private readonly temp: TempFiles,
+    private readonly onBytes: (count: number) => void,
+  ) {}
+
+  _handleFile(req: Request, file: Express.Multer.File, done: (error?: unknown, info?: Partial<Express.Multer.File>) => void): void {
+    this.temp.write(file.stream, this.onBytes).then(
+      (hashed) => {
+        req.upload = hashed;
+        done(null, { path: hashed.path, size: hashed.size });
+      },
+      (error) => done(error),
+    );
+  }
+
+  _removeFile(req: Request, file: Express.Multer.File & { path?: string }, done: (error: Error | null) => void): void {
+    req.upload = undefined;
+    this.temp.discard(file.path ?? '').then(() => done(null), done);
+  }
+}
+
+export function singleFileUpload(temp: TempFiles, maxBytes: number, onBytes: (count: number) => void) {
+  return multer({
+    storage: new HashingStorage(temp, onBytes),
+    // curl and browsers send UTF-8 file names without a charset parameter
+    defParamCharset: 'utf8',
+    limits: { fileSize: maxBytes, files: 1, fields: 10, fieldSize: 4096, parts: 12 },
+  }).single('file');
+}

@@ -1,0 +1,38 @@
+import type { Server } from 'node:http';
+import { pino } from 'pino';
+import { buildApp } from './app.js';
+import { ConfigError, loadConfig } from './config.js';
+import { openServices } from './wiring.js';
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`filestore: ${error.message}\n`);
+      process.exit(1);
+    }
+    throw error;
+  }
+  const logger = pino({ level: config.LOG_LEVEL });
+  const services = await openServices(config, logger);
+  const server: Server = buildApp(services).listen(config.PORT, config.HOST, () => {
+    logger.info({ port: config.PORT, host: config.HOST, profile: config.FILESTORE_PROFILE, dataDir: config.DATA_DIR }, 'filestore listening');
+  });
+  // Uploads of many GiB take minutes: no whole-request timeout, only a limit on idle sockets.
+  server.requestTimeout = 0;
+  server.headersTimeout = 60_000;
+  const shutdown = (signal: string) => {
+    logger.info({ signal }, 'shutting down');
+    server.close(() => void services.close().then(() => process.exit(0)));
+    setTimeout(() => process.exit(0), 10_000).unref();
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`filestore: failed to start: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,47 @@
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { AppError } from '../errors.js';
+import type { BlobStore, ByteRange } from './blob-store.js';
+
+/** Blobs as files under DATA_DIR/blobs/ab/cd/<sha1>; the location is that relative path. */
+export class LocalBlobStore implements BlobStore {
+  readonly tier = 'local' as const;
+  private readonly root: string;
+
+  constructor(dataDir: string) {
+    this.root = path.join(dataDir, 'blobs');
+  }
+
+  async adopt(filePath: string, sha1: string): Promise<string> {
+    const location = `${sha1.slice(0, 2)}/${sha1.slice(2, 4)}/${sha1}`;
+    const target = this.resolve(location);
+    await fsp.mkdir(path.dirname(target), { recursive: true });
+    // rename is atomic on one filesystem: the blob is either absent or complete, never torn
+    await fsp.rename(filePath, target);
+    return location;
+  }
+
+  async read(location: string, range?: ByteRange): Promise<Readable> {
+    const handle = await fsp.open(this.resolve(location), 'r').catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') throw new AppError('unavailable', 'The stored content is missing.');
+      throw error;
+    });
+    return handle.createReadStream(range ? { start: range.start, end: range.end } : {});
+  }
+
+  async remove(location: string): Promise<void> {
+    await fsp.rm(this.resolve(location), { force: true });
+  }
+
+  async ping(): Promise<void> {
+    await fsp.mkdir(this.root, { recursive: true });
+    await fsp.access(this.root, fs.constants.W_OK);
+  }
+
+  private resolve(location: string): string {
+    if (!/^[0-9a-f]{2}\/[0-9a-f]{2}\/[0-9a-f]{40}$/.test(location)) throw new Error(`not a local blob location: ${location}`);
+    return path.join(this.root, location);
+  }
+}
