@@ -7,6 +7,7 @@ import { privateAuthRoutes, publicAuthRoutes } from './http/auth.routes.js';
 import { errorHandler, notFoundHandler } from './http/error-handler.js';
 import { fileRoutes } from './http/files.routes.js';
 import { healthRoutes } from './http/health.routes.js';
+import { uploadRoutes } from './http/uploads.routes.js';
 import { Metrics } from './http/metrics.js';
 import type { Services } from './wiring.js';
 
@@ -14,7 +15,7 @@ const WEB_ROOT = path.resolve(import.meta.dirname, '..', '..', 'web');
 
 /** The express app for a set of services; listening is the caller's business (main.ts, tests). */
 export function buildApp(services: Services): Express {
-  const { config, logger, auth, files, folders, temp, accessTokens, healthChecks } = services;
+  const { config, logger, auth, files, folders, temp, accessTokens, healthChecks, uploads, completion } = services;
   const metrics = new Metrics();
   const app = express();
   app.disable('x-powered-by');
@@ -32,7 +33,8 @@ export function buildApp(services: Services): Express {
   );
   app.use(metrics.middleware());
   app.use(healthRoutes(healthChecks, metrics));
-  app.use('/api', express.json({ limit: '64kb' }));
+  // Chunk bodies are raw bytes whatever their Content-Type: never let the JSON parser take a PUT.
+  app.use('/api', express.json({ limit: '64kb', type: (req) => req.method !== 'PUT' && /json/i.test(req.headers['content-type'] ?? '') }));
   app.use('/api/auth', publicAuthRoutes(auth));
   app.use('/api', requireAuth(accessTokens));
   app.use('/api', privateAuthRoutes(auth, files));
@@ -40,6 +42,7 @@ export function buildApp(services: Services): Express {
     '/api',
     fileRoutes({ files, folders, temp, maxUploadBytes: config.MAX_UPLOAD_BYTES, onUploadedBytes: metrics.countUploadedBytes }),
   );
+  app.use('/api', uploadRoutes(uploads, completion, config.MAX_UPLOAD_BYTES));
   app.use('/api', notFoundHandler);
   app.use(express.static(WEB_ROOT, { index: 'index.html' }));
   app.use(notFoundHandler);

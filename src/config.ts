@@ -28,6 +28,8 @@ const schema = z.object({
   LOGIN_WINDOW_SECONDS: positiveInt.default(900),
   READ_YOUR_WRITES_SECONDS: positiveInt.default(5),
   MAX_UPLOAD_BYTES: positiveInt.default(64 * 1024 ** 3),
+  UPLOAD_TTL_SECONDS: positiveInt.default(24 * 3600),
+  DEDUPE_SCOPE: z.enum(['global', 'user']).default('global'),
 });
 
 const clusterRequired = ['DB_PRIMARY_URL', 'DB_REPLICA_URL', 'REDIS_URL', 'S3_ENDPOINT', 'S3_BUCKET', 'S3_ACCESS_KEY', 'S3_SECRET_KEY'] as const;

@@ -8,12 +8,17 @@ export const ERRORS = {
   invalid_credentials: { status: 401, message: 'Wrong username or password.' },
   invalid_refresh_token: { status: 401, message: 'The refresh token is not valid.' },
   forbidden: { status: 403, message: 'You may not do this.' },
+  proof_rejected: { status: 403, message: 'The proof of possession is wrong or its challenge is used up or expired; upload the bytes.' },
   not_found: { status: 404, message: 'Not found.' },
   username_taken: { status: 409, message: 'That username is taken.' },
   name_conflict: { status: 409, message: 'An item with that name already exists in that folder.' },
+  missing_chunks: { status: 409, message: 'Some chunks have not been received yet.' },
+  upload_state: { status: 409, message: 'The upload is not in a state that allows this.' },
   payload_too_large: { status: 413, message: 'The upload is too large.' },
   unsupported_media_type: { status: 415, message: 'Expected multipart/form-data.' },
   range_not_satisfiable: { status: 416, message: 'The requested range is not satisfiable.' },
+  chunk_hash_mismatch: { status: 422, message: 'The chunk does not match its X-Chunk-Sha1.' },
+  hash_mismatch: { status: 422, message: 'The uploaded bytes do not match the declared SHA-1; nothing was linked.' },
   too_many_requests: { status: 429, message: 'Too many attempts; try again later.' },
   internal: { status: 500, message: 'Something went wrong on our side.' },
   unavailable: { status: 503, message: 'A backing service is unavailable.' },
@@ -29,6 +34,8 @@ export class AppError extends Error {
     message?: string,
     readonly details: Record<string, unknown> = {},
     readonly headers: Record<string, string> = {},
+    /** Fields a contract puts beside `error` in the body (e.g. `missing` for 409 missing_chunks). */
+    readonly extra: Record<string, unknown> = {},
   ) {
     super(message ?? ERRORS[code].message);
     this.status = ERRORS[code].status;

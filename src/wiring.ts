@@ -13,6 +13,7 @@ import { FoldersRepository } from './db/folders.repository.js';
 import { openMysql, openSqlite } from './db/knex.js';
 import { migrateToLatest } from './db/migrate.js';
 import { TokensRepository } from './db/tokens.repository.js';
+import { UploadsRepository } from './db/uploads.repository.js';
 import { UserFilesRepository } from './db/user-files.repository.js';
 import { UsersRepository } from './db/users.repository.js';
 import { FileService } from './files/file.service.js';
@@ -21,6 +22,13 @@ import type { HealthCheck } from './http/health.routes.js';
 import { LocalBlobStore } from './storage/blob-store.local.js';
 import { S3BlobStore, createS3Client } from './storage/blob-store.s3.js';
 import { TempFiles } from './storage/temp-file.js';
+import type { ChunkTracker } from './upload/chunk-tracker.js';
+import { RedisChunkTracker } from './upload/chunk-tracker.redis.js';
+import { SqlChunkTracker } from './upload/chunk-tracker.sql.js';
+import { PrefixHashers } from './upload/prefix-hasher.js';
+import { UploadStaging } from './upload/staging.js';
+import { UploadCompletion } from './upload/upload-completion.js';
+import { UploadService } from './upload/upload.service.js';
 
 export interface Services {
   config: Config;
@@ -30,6 +38,8 @@ export interface Services {
   auth: AuthService;
   files: FileService;
   folders: FolderService;
+  uploads: UploadService;
+  completion: UploadCompletion;
   temp: TempFiles;
   healthChecks: Record<string, HealthCheck>;
   close(): Promise<void>;
@@ -38,6 +48,7 @@ export interface Services {
 interface ProfileParts {
   db: Database;
   cache: Cache;
+  tracker: ChunkTracker;
   s3?: S3BlobStore;
 }
 
@@ -45,7 +56,8 @@ interface ProfileParts {
 async function openProfile(config: Config, logger: Logger): Promise<ProfileParts> {
   if (config.FILESTORE_PROFILE === 'embedded') {
     const sqlite = openSqlite(config.DATA_DIR);
-    return { db: new Database(sqlite, sqlite, { readYourWritesMs: 0, logger }), cache: new MemoryCache() };
+    const db = new Database(sqlite, sqlite, { readYourWritesMs: 0, logger });
+    return { db, cache: new MemoryCache(), tracker: new SqlChunkTracker(db) };
   }
   const primary = openMysql(config.DB_PRIMARY_URL!, { connectTimeoutMs: 5000, poolMax: 10 });
   const replica = openMysql(config.DB_REPLICA_URL!, { connectTimeoutMs: 1500, poolMax: 10 });
@@ -64,12 +76,13 @@ async function openProfile(config: Config, logger: Logger): Promise<ProfileParts
   return {
     db: new Database(primary, replica, { readYourWritesMs: config.READ_YOUR_WRITES_SECONDS * 1000, logger }),
     cache: new RedisCache(redis, config.REDIS_KEY_PREFIX),
+    tracker: new RedisChunkTracker(redis, config.REDIS_KEY_PREFIX),
     s3,
   };
 }
 
 export async function openServices(config: Config, logger: Logger): Promise<Services> {
-  const { db, cache, s3 } = await openProfile(config, logger);
+  const { db, cache, tracker, s3 } = await openProfile(config, logger);
   await migrateToLatest(db.primary);
   const users = new UsersRepository(db);
   const userFiles = new UserFilesRepository(db);
@@ -86,20 +99,36 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
     loginMaxFailures: config.LOGIN_MAX_FAILURES,
     loginWindowSeconds: config.LOGIN_WINDOW_SECONDS,
   });
+  const blobs = new BlobsRepository(db);
   const files = new FileService({
     db,
-    blobs: new BlobsRepository(db),
+    blobs,
     userFiles,
     folders: folderRepo,
     landing: local,
     tiers: { local, s3 },
     temp,
   });
+  const uploadsRepo = new UploadsRepository(db);
+  const staging = new UploadStaging(config.DATA_DIR);
+  const hashers = new PrefixHashers();
+  const uploads = new UploadService({
+    db, uploads: uploadsRepo, blobs, userFiles, files, tracker, staging, hashers,
+    ttlSeconds: config.UPLOAD_TTL_SECONDS, dedupeScope: config.DEDUPE_SCOPE,
+  });
+  const completion = new UploadCompletion({
+    db, uploads: uploadsRepo, blobs, files, tracker, staging, hashers, cache, answerWithinMs: 400,
+  });
   const healthChecks: Record<string, HealthCheck> = { db: () => db.ping(), disk: () => local.ping() };
   if (config.FILESTORE_PROFILE === 'cluster') {
     healthChecks.redis = () => cache.ping();
     if (s3) healthChecks.s3 = () => s3.ping();
   }
+  // Abandoned sessions: their staged bytes and chunk state are collected once they expire.
+  const sweep = setInterval(() => {
+    uploads.collectExpired().catch((error: unknown) => logger.warn({ err: error }, 'collecting expired uploads failed'));
+  }, 60_000);
+  sweep.unref();
   return {
     config,
     logger,
@@ -108,9 +137,12 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
     auth,
     files,
     folders: new FolderService({ db, folders: folderRepo, userFiles }),
+    uploads,
+    completion,
     temp,
     healthChecks,
     async close() {
+      clearInterval(sweep);
       await Promise.allSettled([db.close(), cache.close()]);
     },
   };

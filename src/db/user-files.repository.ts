@@ -77,6 +77,14 @@ export class UserFilesRepository {
     });
   }
 
+  /** Whether the user has an available file with this content (for DEDUPE_SCOPE=user). */
+  async ownsContent(userId: string, fileId: number): Promise<boolean> {
+    const row = await this.db.readPrimary((db) =>
+      db('user_files').where({ user_id: userId, file_id: fileId, status: 'available' }).first('id'),
+    );
+    return row !== undefined;
+  }
+
   async usedBytes(userId: string): Promise<number> {
     const row = await this.db.read(userId, (db) =>
       db('user_files').where({ user_id: userId, status: 'available' }).sum({ total: 'size' }).first(),

@@ -51,22 +51,37 @@ export class FileService {
    */
   async linkContent(userId: string, folder: string, name: string, temp: HashedTempFile): Promise<{ file: FileView; created: boolean }> {
     const fileId = await this.storeContent(temp);
+    return this.linkStored(userId, folder, name, { id: fileId, sha1: temp.sha1, size: temp.size });
+  }
+
+  /** Adds a user_files row for content already stored in `files` (dedupe, instant upload). */
+  async linkStored(
+    userId: string,
+    folder: string,
+    name: string,
+    content: { id: number; sha1: string; size: number },
+  ): Promise<{ file: FileView; created: boolean }> {
     const now = Date.now();
     const outcome = await this.deps.db.transaction(userId, async (trx) => {
       const clash = await this.deps.userFiles.findByPath(trx, userId, folder, name);
       if (clash) {
-        if (clash.sha1 === temp.sha1) return { id: clash.id, created: false };
+        if (clash.sha1 === content.sha1) return { id: clash.id, created: false };
         throw new AppError('name_conflict');
       }
       await this.deps.folders.ensure(trx, userId, folderChainWithParents(folder), now);
       const id = randomUUID();
       await this.deps.userFiles.insert(trx, {
-        id, user_id: userId, file_id: fileId, name, folder, size: temp.size, status: 'available',
+        id, user_id: userId, file_id: content.id, name, folder, size: content.size, status: 'available',
         path_key: pathKey(folder, name), live: 1, created_at: now, updated_at: now,
       });
       return { id, created: true };
     });
     return { file: await this.get(userId, outcome.id), created: outcome.created };
+  }
+
+  /** The user's available file at folder/name, if any. */
+  async findByPath(userId: string, folder: string, name: string): Promise<UserFileWithBlob | undefined> {
+    return this.deps.db.readPrimary((db) => this.deps.userFiles.findByPath(db, userId, folder, name));
   }
 
   async get(userId: string, id: string): Promise<FileView> {
@@ -83,6 +98,15 @@ export class FileService {
     const store = this.deps.tiers[row.tier];
     if (!store) throw new AppError('unavailable', `The ${row.tier} tier is not configured.`);
     return { file: toFileView(row), body: await store.read(row.location, range) };
+  }
+
+  /** Up to 64 KiB of a stored content's bytes, from whichever tier holds it. */
+  async readStoredRange(blob: { tier: Tier; location: string }, range: ByteRange): Promise<Buffer> {
+    const store = this.deps.tiers[blob.tier];
+    if (!store) throw new AppError('unavailable', `The ${blob.tier} tier is not configured.`);
+    const pieces: Buffer[] = [];
+    for await (const piece of await store.read(blob.location, range)) pieces.push(piece as Buffer);
+    return Buffer.concat(pieces);
   }
 
   usedBytes(userId: string): Promise<number> {
@@ -123,7 +147,7 @@ export class FileService {
    * content is new and discarding it otherwise. Each statement commits on its own, so a concurrent
    * upload of the same content is seen as soon as its insert wins the unique key.
    */
-  private async storeContent(temp: HashedTempFile): Promise<number> {
+  async storeContent(temp: HashedTempFile): Promise<number> {
     const { db, blobs, landing } = this.deps;
     const existing = await db.readPrimary((knex) => blobs.findBySha1(knex, temp.sha1));
     if (existing?.status === 'available') {

@@ -22,6 +22,8 @@ export function toAppError(error: unknown): AppError {
   const e = error as { type?: string; code?: string; message?: string; status?: number };
   const mapped = FRAMEWORK_ERRORS[e?.type ?? ''] ?? FRAMEWORK_ERRORS[e?.code ?? ''];
   if (mapped) return new AppError(mapped, e.message);
+  // The router could not percent-decode a path parameter ("/api/files/%zz"): no such resource can exist.
+  if (error instanceof URIError && /^Failed to decode param/.test(error.message)) return new AppError('not_found');
   // Malformed multipart bodies surface from busboy as plain errors with a 4xx status or a telling message.
   if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500) return new AppError('invalid_input', e.message);
   if (typeof e?.message === 'string' && /^(Multipart|Malformed|Unexpected end of form)/i.test(e.message)) {
@@ -39,7 +41,7 @@ export const errorHandler: ErrorRequestHandler = (error, req, res, _next) => {
     return;
   }
   res.set(appError.headers);
-  res.status(appError.status).type('application/json').json({ error: { code: appError.code, message: appError.message, ...appError.details } });
+  res.status(appError.status).type('application/json').json({ error: { code: appError.code, message: appError.message, ...appError.details }, ...appError.extra });
 };
 
 export const notFoundHandler: RequestHandler = (_req, res) => {

@@ -39,6 +39,9 @@ export function singleFileUpload(temp: TempFiles, maxBytes: number, onBytes: (co
     storage: new HashingStorage(temp, onBytes),
     // curl and browsers send UTF-8 file names without a charset parameter
     defParamCharset: 'utf8',
+    // keep the name as sent: busboy would otherwise cut it to its last "/" or "\" segment (and turn
+    // "." or ".." into no file at all), silently storing "a/b.txt" as "b.txt" instead of rejecting it
+    preservePath: true,
     limits: { fileSize: maxBytes, files: 1, fields: 10, fieldSize: 4096, parts: 12 },
   }).single('file');
 }

@@ -3,6 +3,7 @@ import fsp from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { DeleteObjectCommand, GetObjectCommand, HeadBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { AppError } from '../errors.js';
 import type { BlobStore, ByteRange } from './blob-store.js';
 
 export interface S3Options {
@@ -49,13 +50,19 @@ export class S3BlobStore implements BlobStore {
   }
 
   async read(location: string, range?: ByteRange): Promise<Readable> {
-    const response = await this.client.send(
-      new GetObjectCommand({
-        Bucket: this.bucket,
-        Key: location,
-        Range: range ? `bytes=${range.start}-${range.end}` : undefined,
-      }),
-    );
+    const response = await this.client
+      .send(
+        new GetObjectCommand({
+          Bucket: this.bucket,
+          Key: location,
+          Range: range ? `bytes=${range.start}-${range.end}` : undefined,
+        }),
+      )
+      .catch((error: unknown) => {
+        // the same answer as the local tier gives for a missing blob
+        if ((error as { name?: unknown } | null)?.name === 'NoSuchKey') throw new AppError('unavailable', 'The stored content is missing.');
+        throw error;
+      });
     return response.Body as Readable;
   }
 

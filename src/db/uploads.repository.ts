@@ -1,0 +1,93 @@
+import type { Database } from './database.js';
+
+export type UploadState = 'receiving' | 'verifying' | 'complete' | 'failed';
+export type UploadMode = 'chunks' | 'proof';
+
+export interface UploadRow {
+  id: string;
+  user_id: string;
+  name: string;
+  folder: string;
+  size: number;
+  sha1: string | null;
+  chunk_size: number;
+  chunk_count: number;
+  mode: UploadMode;
+  state: UploadState;
+  file_id: string | null;
+  answered: number;
+  challenge_nonce: string | null;
+  challenge_ranges: string | null;
+  challenge_expires_at: number | null;
+  created_at: number;
+  updated_at: number;
+  expires_at: number;
+}
+
+/** Upload sessions live on the primary: every chunk and completion must see the latest state. */
+export class UploadsRepository {
+  constructor(private readonly db: Database) {}
+
+  async insert(row: UploadRow): Promise<void> {
+    await this.db.write(row.user_id, (db) => db('upload_sessions').insert(row));
+  }
+
+  async find(userId: string, id: string): Promise<UploadRow | undefined> {
+    const row = await this.db.readPrimary((db) => db<UploadRow>('upload_sessions').where({ id, user_id: userId }).first());
+    return row && normalize(row);
+  }
+
+  /** The open session of this user for the same content and destination, if any. */
+  async findOpen(userId: string, fields: { sha1: string; folder: string; name: string; size: number }, now: number) {
+    const row = await this.db.readPrimary((db) =>
+      db<UploadRow>('upload_sessions')
+        .where({ user_id: userId, ...fields })
+        .whereIn('state', ['receiving', 'verifying'])
+        .where('expires_at', '>', now)
+        .orderBy('created_at', 'desc')
+        .first(),
+    );
+    return row && normalize(row);
+  }
+
+  /** Applies `change` only while the session is in one of `fromStates`; false when it was not. */
+  async transition(id: string, fromStates: UploadState[], change: Partial<UploadRow>): Promise<boolean> {
+    const changed = await this.db.write(null, (db) =>
+      db('upload_sessions').where({ id }).whereIn('state', fromStates).update({ ...change, updated_at: Date.now() }),
+    );
+    return changed === 1;
+  }
+
+  async update(id: string, change: Partial<UploadRow>): Promise<void> {
+    await this.db.write(null, (db) => db('upload_sessions').where({ id }).update({ ...change, updated_at: Date.now() }));
+  }
+
+  /** Clears the challenge if it is still `nonce`; true for exactly one caller. */
+  async consumeChallenge(id: string, nonce: string): Promise<boolean> {
+    const changed = await this.db.write(null, (db) =>
+      db('upload_sessions').where({ id, challenge_nonce: nonce }).update({ challenge_nonce: null, updated_at: Date.now() }),
+    );
+    return changed === 1;
+  }
+
+  async remove(id: string): Promise<void> {
+    await this.db.write(null, (db) => db('upload_sessions').where({ id }).delete());
+  }
+
+  async listExpired(now: number, limit: number): Promise<UploadRow[]> {
+    const rows = await this.db.readPrimary((db) => db<UploadRow>('upload_sessions').where('expires_at', '<=', now).limit(limit));
+    return rows.map(normalize);
+  }
+}
+
+/** mysql2 and better-sqlite3 agree on strings; BIGINT columns come back as numbers or strings. */
+function normalize(row: UploadRow): UploadRow {
+  return {
+    ...row,
+    size: Number(row.size),
+    created_at: Number(row.created_at),
+    updated_at: Number(row.updated_at),
+    expires_at: Number(row.expires_at),
+    challenge_expires_at: row.challenge_expires_at === null ? null : Number(row.challenge_expires_at),
+  };
+}

@@ -1,0 +1,117 @@
+import type { Cache } from '../cache/cache.js';
+import type { BlobsRepository } from '../db/blobs.repository.js';
+import type { Database } from '../db/database.js';
+import type { UploadRow, UploadsRepository } from '../db/uploads.repository.js';
+import { AppError } from '../errors.js';
+import type { FileService, FileView } from '../files/file.service.js';
+import { missingChunks, type ChunkTracker } from './chunk-tracker.js';
+import type { PrefixHashers } from './prefix-hasher.js';
+import { expectedProof, proofMatches, toByteRange } from './proof.js';
+import type { UploadStaging } from './staging.js';
+import { findLiveSession } from './upload.service.js';
+
+export type CompleteAnswer = { status: 201 | 200; file: FileView } | { status: 202; state: 'verifying' };
+
+export interface UploadCompletionDeps {
+  db: Database;
+  uploads: UploadsRepository;
+  blobs: BlobsRepository;
+  files: FileService;
+  tracker: ChunkTracker;
+  staging: UploadStaging;
+  hashers: PrefixHashers;
+  cache: Cache;
+  /** How long complete waits for verification before answering 202. */
+  answerWithinMs: number;
+}
+
+const MAX_WRONG_PROOFS = 5;
+const WRONG_PROOF_WINDOW_SECONDS = 3600;
+
+/** The end of an upload: verify the bytes' SHA-1 and link them, or link stored content by proof. */
+export class UploadCompletion {
+  private readonly verifying = new Map<string, Promise<FileView>>();
+
+  constructor(private readonly deps: UploadCompletionDeps) {}
+
+  async complete(userId: string, id: string): Promise<CompleteAnswer> {
+    const session = await findLiveSession(this.deps.uploads, userId, id);
+    if (session.state === 'complete') return this.answerCompleted(userId, session);
+    if (session.state === 'failed') throw new AppError('hash_mismatch');
+    if (session.mode === 'proof') throw new AppError('upload_state', 'Answer the challenge first, or upload after a rejected proof.');
+    if (session.state === 'receiving') {
+      const missing = missingChunks(await this.deps.tracker.received(id, session.chunk_count));
+      if (missing.length > 0) throw new AppError('missing_chunks', undefined, { missing }, {}, { missing });
+      await this.deps.uploads.transition(id, ['receiving'], { state: 'verifying' });
+    }
+    let verification = this.verifying.get(id);
+    if (!verification) {
+      verification = this.verify(userId, session).finally(() => this.verifying.delete(id));
+      this.verifying.set(id, verification);
+    }
+    const settled = await Promise.race([
+      verification.then(() => true),
+      new Promise<false>((resolve) => setTimeout(resolve, this.deps.answerWithinMs, false).unref()),
+    ]);
+    if (!settled) return { status: 202, state: 'verifying' };
+    await verification;
+    return this.answerCompleted(userId, await findLiveSession(this.deps.uploads, userId, id));
+  }
+
+  /** Checks a proof of possession; right → the file is linked at once, wrong → the client must upload. */
+  async prove(userId: string, id: string, proof: string): Promise<FileView> {
+    const session = await findLiveSession(this.deps.uploads, userId, id);
+    if (session.state === 'complete') return (await this.answerCompleted(userId, session)).file;
+    if (session.mode !== 'proof' || !session.challenge_nonce) throw new AppError('upload_state', 'This upload has no open challenge.');
+    const throttleKey = `proof-fail:${userId}:${session.sha1}`;
+    const failures = await this.deps.cache.peek(throttleKey);
+    if (failures.count >= MAX_WRONG_PROOFS) {
+      throw new AppError('too_many_requests', undefined, {}, { 'Retry-After': String(failures.retryAfterSeconds) });
+    }
+    // Single use: whoever clears the nonce first owns this answer; a replay finds it gone.
+    const consumed = await this.deps.uploads.consumeChallenge(id, session.challenge_nonce);
+    const blob = await this.deps.db.readPrimary((db) => this.deps.blobs.findBySha1(db, session.sha1!));
+    const live = consumed && (session.challenge_expires_at ?? 0) > Date.now() && blob?.status === 'available';
+    const ranges = JSON.parse(session.challenge_ranges ?? '[]') as Array<{ offset: number; length: number }>;
+    const right =
+      live &&
+      proofMatches(
+        expectedProof(session.challenge_nonce, await Promise.all(ranges.map((r) => this.deps.files.readStoredRange(blob!, toByteRange(r))))),
+        proof,
+      );
+    if (!right) {
+      if (consumed) await this.deps.cache.hit(throttleKey, WRONG_PROOF_WINDOW_SECONDS);
+      await this.deps.staging.ensure(id, session.size);
+      await this.deps.uploads.update(id, { mode: 'chunks' });
+      throw new AppError('proof_rejected', undefined, { mode: 'chunks', chunkSize: session.chunk_size, chunkCount: session.chunk_count });
+    }
+    const { file } = await this.deps.files.linkStored(userId, session.folder, session.name, { id: blob!.id, sha1: blob!.sha1, size: session.size });
+    await this.deps.uploads.update(id, { state: 'complete', file_id: file.id, answered: 1 });
+    await this.deps.staging.remove(id);
+    return file;
+  }
+
+  private async verify(userId: string, session: UploadRow): Promise<FileView> {
+    const path = this.deps.staging.pathOf(session.id);
+    const sha1 = await this.deps.hashers.finish(session.id, path, session.size);
+    if (session.sha1 !== null && sha1 !== session.sha1) {
+      // Never trust a client's hash: a mismatch links nothing and drops the bytes.
+      await this.deps.uploads.transition(session.id, ['verifying'], { state: 'failed' });
+      await this.deps.staging.remove(session.id);
+      await this.deps.tracker.forget(session.id);
+      throw new AppError('hash_mismatch');
+    }
+    const { file } = await this.deps.files.linkContent(userId, session.folder, session.name, { path, sha1, size: session.size });
+    await this.deps.uploads.transition(session.id, ['verifying'], { state: 'complete', file_id: file.id, sha1 });
+    await this.deps.tracker.forget(session.id);
+    return file;
+  }
+
+  /** 201 the first time a completed upload is reported, 200 after that. */
+  private async answerCompleted(userId: string, session: UploadRow): Promise<{ status: 201 | 200; file: FileView }> {
+    const file = await this.deps.files.get(userId, session.file_id!);
+    if (session.answered) return { status: 200, file };
+    await this.deps.uploads.update(session.id, { answered: 1 });
+    return { status: 201, file };
+  }
+}

@@ -1,0 +1,192 @@
+import { randomUUID } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import type { BlobRow, BlobsRepository } from '../db/blobs.repository.js';
+import type { Database } from '../db/database.js';
+import type { UploadRow, UploadsRepository } from '../db/uploads.repository.js';
+import type { UserFilesRepository } from '../db/user-files.repository.js';
+import { AppError, notFound } from '../errors.js';
+import type { FileService, FileView } from '../files/file.service.js';
+import { missingChunks, type ChunkTracker } from './chunk-tracker.js';
+import type { PrefixHashers } from './prefix-hasher.js';
+import { CHALLENGE_TTL_MS, PROOF_MIN_SIZE, makeChallenge, type Challenge } from './proof.js';
+import type { UploadStaging } from './staging.js';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
+
+export type CreateAnswer =
+  | { status: 201; body: { uploadId: string; mode: 'chunks'; chunkSize: number; chunkCount: number; missing: number[] } }
+  | { status: 200; body: { uploadId: string; mode: 'proof'; challenge: Challenge } }
+  | { status: 200; body: FileView & { mode: 'existing' } };
+
+export interface UploadServiceDeps {
+  db: Database;
+  uploads: UploadsRepository;
+  blobs: BlobsRepository;
+  userFiles: UserFilesRepository;
+  files: FileService;
+  tracker: ChunkTracker;
+  staging: UploadStaging;
+  hashers: PrefixHashers;
+  ttlSeconds: number;
+  dedupeScope: 'global' | 'user';
+}
+
+export interface NewUpload {
+  name: string;
+  folder: string;
+  size: number;
+  sha1?: string;
+  chunkSize?: number;
+}
+
+/** Upload sessions: creation (chunks or proof), chunk intake, state, cancel, expiry. */
+export class UploadService {
+  constructor(private readonly deps: UploadServiceDeps) {}
+
+  async create(userId: string, request: NewUpload): Promise<CreateAnswer> {
+    const { name, folder, size, sha1 } = request;
+    const taken = await this.deps.files.findByPath(userId, folder, name);
+    if (taken) {
+      if (sha1 !== undefined && taken.sha1 === sha1) return { status: 200, body: { ...(await this.deps.files.get(userId, taken.id)), mode: 'existing' } };
+      throw new AppError('name_conflict');
+    }
+    if (sha1 !== undefined) {
+      const open = await this.deps.uploads.findOpen(userId, { sha1, folder, name, size }, Date.now());
+      if (open) return this.answer(open.mode === 'proof' ? await this.freshChallenge(open) : open);
+    }
+    const now = Date.now();
+    const chunkSize = request.chunkSize ?? DEFAULT_CHUNK_SIZE;
+    const row: UploadRow = {
+      id: randomUUID(), user_id: userId, name, folder, size, sha1: sha1 ?? null, chunk_size: chunkSize,
+      chunk_count: Math.ceil(size / chunkSize), mode: 'chunks', state: 'receiving', file_id: null, answered: 0,
+      challenge_nonce: null, challenge_ranges: null, challenge_expires_at: null,
+      created_at: now, updated_at: now, expires_at: now + this.deps.ttlSeconds * 1000,
+    };
+    const known = sha1 === undefined ? undefined : await this.provableContent(userId, sha1, size);
+    if (known) Object.assign(row, challengeFields(size));
+    else await this.deps.staging.ensure(row.id, size);
+    await this.deps.uploads.insert(row);
+    return this.answer(row);
+  }
+
+  /** Declares the SHA-1 after creation; may turn the session into an instant upload. */
+  async declareSha1(userId: string, id: string, sha1: string): Promise<CreateAnswer> {
+    const session = await this.find(userId, id);
+    if (session.state !== 'receiving') throw new AppError('upload_state', 'The upload is no longer receiving.');
+    if (session.sha1 !== null && session.sha1 !== sha1) throw new AppError('upload_state', 'A different sha1 was already declared.');
+    const change: Partial<UploadRow> = { sha1 };
+    if (session.mode === 'chunks' && (await this.provableContent(userId, sha1, session.size))) {
+      Object.assign(change, challengeFields(session.size));
+    }
+    await this.deps.uploads.update(id, change);
+    return this.answer({ ...session, ...change });
+  }
+
+  async receiveChunk(userId: string, id: string, index: number, body: Readable, chunkSha1?: string): Promise<void> {
+    const session = await this.find(userId, id);
+    if (session.mode !== 'chunks' || session.state !== 'receiving') {
+      throw new AppError('upload_state', session.mode === 'proof' ? 'Answer the challenge first.' : 'The upload is no longer receiving.');
+    }
+    if (!Number.isInteger(index) || index < 0 || index >= session.chunk_count) {
+      throw new AppError('invalid_input', `chunk index must be 0…${session.chunk_count - 1}`);
+    }
+    const offset = index * session.chunk_size;
+    const length = Math.min(session.chunk_size, session.size - offset);
+    await this.deps.staging.writeChunk(id, offset, length, body, chunkSha1);
+    const ttl = Math.max(1, Math.ceil((session.expires_at - Date.now()) / 1000));
+    await this.deps.tracker.mark(id, index, ttl);
+    const received = await this.deps.tracker.received(id, session.chunk_count);
+    const firstMissing = received.indexOf(false);
+    const contiguous = firstMissing === -1 ? session.size : firstMissing * session.chunk_size;
+    this.deps.hashers.advance(id, this.deps.staging.pathOf(id), contiguous);
+  }
+
+  async describe(userId: string, id: string) {
+    const session = await this.find(userId, id);
+    const received = session.mode === 'chunks' ? await this.deps.tracker.received(id, session.chunk_count) : [];
+    const file = session.state === 'complete' && session.file_id ? await this.deps.files.get(userId, session.file_id).catch(() => null) : null;
+    return {
+      uploadId: session.id,
+      name: session.name,
+      folder: session.folder,
+      size: session.size,
+      sha1: session.sha1,
+      mode: session.mode,
+      state: session.state,
+      chunkSize: session.chunk_size,
+      chunkCount: session.chunk_count,
+      received: received.filter(Boolean).length,
+      missing: session.state === 'receiving' && session.mode === 'chunks' ? missingChunks(received) : [],
+      ...(file ? { file } : {}),
+    };
+  }
+
+  async cancel(userId: string, id: string): Promise<void> {
+    await this.find(userId, id);
+    await this.discard(id);
+  }
+
+  /** Removes sessions past their expiry with their staged bytes and chunk state. */
+  async collectExpired(now = Date.now()): Promise<number> {
+    const expired = await this.deps.uploads.listExpired(now, 100);
+    for (const session of expired) await this.discard(session.id);
+    return expired.length;
+  }
+
+  find(userId: string, id: string): Promise<UploadRow> {
+    return findLiveSession(this.deps.uploads, userId, id);
+  }
+
+  private async discard(id: string): Promise<void> {
+    this.deps.hashers.drop(id);
+    await this.deps.staging.remove(id);
+    await this.deps.tracker.forget(id);
+    await this.deps.uploads.remove(id);
+  }
+
+  /** Stored content the user may link by proof: same size, ≥ 1 MiB, available, and in the dedupe scope. */
+  private async provableContent(userId: string, sha1: string, size: number): Promise<BlobRow | undefined> {
+    if (size < PROOF_MIN_SIZE) return undefined;
+    const blob = await this.deps.db.readPrimary((db) => this.deps.blobs.findBySha1(db, sha1));
+    if (!blob || blob.status !== 'available' || Number(blob.size) !== size) return undefined;
+    if (this.deps.dedupeScope === 'user' && !(await this.deps.userFiles.ownsContent(userId, blob.id))) return undefined;
+    return blob;
+  }
+
+  private async freshChallenge(session: UploadRow): Promise<UploadRow> {
+    if (session.challenge_nonce && (session.challenge_expires_at ?? 0) > Date.now()) return session;
+    const change = challengeFields(session.size);
+    await this.deps.uploads.update(session.id, change);
+    return { ...session, ...change };
+  }
+
+  private async answer(session: UploadRow): Promise<CreateAnswer> {
+    if (session.mode === 'proof') {
+      const challenge = { nonce: session.challenge_nonce!, ranges: JSON.parse(session.challenge_ranges!) };
+      return { status: 200, body: { uploadId: session.id, mode: 'proof', challenge } };
+    }
+    const received = await this.deps.tracker.received(session.id, session.chunk_count);
+    return {
+      status: 201,
+      body: { uploadId: session.id, mode: 'chunks', chunkSize: session.chunk_size, chunkCount: session.chunk_count, missing: missingChunks(received) },
+    };
+  }
+}
+
+/** The user's unexpired session `id`; unknown, foreign, expired and malformed ids all answer 404. */
+export async function findLiveSession(uploads: UploadsRepository, userId: string, id: string): Promise<UploadRow> {
+  const session = UUID.test(id) ? await uploads.find(userId, id) : undefined;
+  if (!session || session.expires_at <= Date.now()) throw notFound();
+  return session;
+}
+
+export function challengeFields(size: number): Partial<UploadRow> {
+  const challenge = makeChallenge(size);
+  return {
+    mode: 'proof',
+    challenge_nonce: challenge.nonce,
+    challenge_ranges: JSON.stringify(challenge.ranges),
+    challenge_expires_at: Date.now() + CHALLENGE_TTL_MS,
+  };
+}

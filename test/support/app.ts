@@ -1,0 +1,59 @@
+import { randomBytes } from 'node:crypto';
+import fsp from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { pino } from 'pino';
+import { buildApp } from '../../src/app.js';
+import { loadConfig } from '../../src/config.js';
+import { openServices, type Services } from '../../src/wiring.js';
+import { SERVICE_DEFAULTS, createScratchDatabase, servicesAvailable } from './services.js';
+
+export type ProfileName = 'embedded' | 'cluster';
+
+export interface RunningApp {
+  baseUrl: string;
+  dataDir: string;
+  services: Services;
+  close(): Promise<void>;
+}
+
+/** Starts the real app on an ephemeral port with a fresh DATA_DIR (and, in cluster, a scratch database). */
+export async function startApp(profile: ProfileName, env: Record<string, string> = {}): Promise<RunningApp> {
+  const dataDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'filestore-test-'));
+  let cleanupDb = async () => {};
+  const profileEnv: Record<string, string> = { FILESTORE_PROFILE: profile };
+  if (profile === 'cluster') {
+    const scratch = await createScratchDatabase();
+    cleanupDb = scratch.drop;
+    Object.assign(profileEnv, SERVICE_DEFAULTS, {
+      DB_PRIMARY_URL: scratch.primaryUrl,
+      DB_REPLICA_URL: scratch.replicaUrl,
+      REDIS_KEY_PREFIX: `filestore-test:${randomBytes(4).toString('hex')}:`,
+    });
+  }
+  const config = loadConfig({ DATA_DIR: dataDir, LOG_LEVEL: 'silent', PORT: '0', HOST: '127.0.0.1', ...profileEnv, ...env });
+  const services = await openServices(config, pino({ level: config.LOG_LEVEL }));
+  const server = buildApp(services).listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    baseUrl: `http://127.0.0.1:${port}`,
+    dataDir,
+    services,
+    async close() {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+      await services.close();
+      await cleanupDb();
+      await fsp.rm(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The profiles a suite can run on here: embedded always, cluster when its services answer. */
+export async function availableProfiles(suite: string): Promise<ProfileName[]> {
+  return (await servicesAvailable(`${suite} (cluster profile)`, ['mariadb-pair', 'redis', 'ceph-rgw']))
+    ? ['embedded', 'cluster']
+    : ['embedded'];
+}
