@@ -7,6 +7,7 @@ import { privateAuthRoutes, publicAuthRoutes } from './http/auth.routes.js';
 import { errorHandler, notFoundHandler } from './http/error-handler.js';
 import { fileRoutes } from './http/files.routes.js';
 import { healthRoutes } from './http/health.routes.js';
+import { tusRoutes } from './http/tus.routes.js';
 import { uploadRoutes } from './http/uploads.routes.js';
 import { Metrics } from './http/metrics.js';
 import type { Services } from './wiring.js';
@@ -15,7 +16,7 @@ const WEB_ROOT = path.resolve(import.meta.dirname, '..', '..', 'web');
 
 /** The express app for a set of services; listening is the caller's business (main.ts, tests). */
 export function buildApp(services: Services): Express {
-  const { config, logger, auth, files, folders, temp, accessTokens, healthChecks, uploads, completion } = services;
+  const { config, logger, auth, files, folders, temp, accessTokens, healthChecks, uploads, completion, tus } = services;
   const metrics = new Metrics();
   const app = express();
   app.disable('x-powered-by');
@@ -43,6 +44,7 @@ export function buildApp(services: Services): Express {
     fileRoutes({ files, folders, temp, maxUploadBytes: config.MAX_UPLOAD_BYTES, onUploadedBytes: metrics.countUploadedBytes }),
   );
   app.use('/api', uploadRoutes(uploads, completion, config.MAX_UPLOAD_BYTES));
+  app.use('/api', tusRoutes(tus, temp));
   app.use('/api', notFoundHandler);
   app.use(express.static(WEB_ROOT, { index: 'index.html' }));
   app.use(notFoundHandler);

@@ -29,6 +29,10 @@ import { PrefixHashers } from './upload/prefix-hasher.js';
 import { UploadStaging } from './upload/staging.js';
 import { UploadCompletion } from './upload/upload-completion.js';
 import { UploadService } from './upload/upload.service.js';
+import { TusEndpoint } from './upload/tus-endpoint.js';
+import { RedisLocker } from './upload/tus-locker.redis.js';
+import { MemoryLocker } from '@tus/server';
+import type { Locker } from '@tus/utils';
 
 export interface Services {
   config: Config;
@@ -40,6 +44,7 @@ export interface Services {
   folders: FolderService;
   uploads: UploadService;
   completion: UploadCompletion;
+  tus: TusEndpoint;
   temp: TempFiles;
   healthChecks: Record<string, HealthCheck>;
   close(): Promise<void>;
@@ -49,7 +54,9 @@ interface ProfileParts {
   db: Database;
   cache: Cache;
   tracker: ChunkTracker;
+  locker: Locker;
   s3?: S3BlobStore;
+  closeExtra?: () => Promise<void>;
 }
 
 /** The profile decides which adapter fills each port; everything above the ports is one code path. */
@@ -57,10 +64,10 @@ async function openProfile(config: Config, logger: Logger): Promise<ProfileParts
   if (config.FILESTORE_PROFILE === 'embedded') {
     const sqlite = openSqlite(config.DATA_DIR);
     const db = new Database(sqlite, sqlite, { readYourWritesMs: 0, logger });
-    return { db, cache: new MemoryCache(), tracker: new SqlChunkTracker(db) };
+    return { db, cache: new MemoryCache(), tracker: new SqlChunkTracker(db), locker: new MemoryLocker() };
   }
-  const primary = openMysql(config.DB_PRIMARY_URL!, { connectTimeoutMs: 5000, poolMax: 10 });
-  const replica = openMysql(config.DB_REPLICA_URL!, { connectTimeoutMs: 1500, poolMax: 10 });
+  const primary = openMysql(config.DB_PRIMARY_URL!, { connectTimeoutMs: 5000, poolMax: 10, logger });
+  const replica = openMysql(config.DB_REPLICA_URL!, { connectTimeoutMs: 1500, poolMax: 10, logger });
   const redis = new Redis(config.REDIS_URL!, { maxRetriesPerRequest: 2, lazyConnect: false });
   redis.on('error', (error) => logger.warn({ err: error }, 'redis connection error'));
   const s3 = new S3BlobStore(
@@ -73,7 +80,10 @@ async function openProfile(config: Config, logger: Logger): Promise<ProfileParts
     }),
     config.S3_BUCKET!,
   );
+  const locker = new RedisLocker(redis, redis.duplicate(), config.REDIS_KEY_PREFIX);
   return {
+    locker,
+    closeExtra: () => locker.close(),
     db: new Database(primary, replica, { readYourWritesMs: config.READ_YOUR_WRITES_SECONDS * 1000, logger }),
     cache: new RedisCache(redis, config.REDIS_KEY_PREFIX),
     tracker: new RedisChunkTracker(redis, config.REDIS_KEY_PREFIX),
@@ -82,7 +92,7 @@ async function openProfile(config: Config, logger: Logger): Promise<ProfileParts
 }
 
 export async function openServices(config: Config, logger: Logger): Promise<Services> {
-  const { db, cache, tracker, s3 } = await openProfile(config, logger);
+  const { db, cache, tracker, locker, s3, closeExtra } = await openProfile(config, logger);
   await migrateToLatest(db.primary);
   const users = new UsersRepository(db);
   const userFiles = new UserFilesRepository(db);
@@ -119,6 +129,10 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
   const completion = new UploadCompletion({
     db, uploads: uploadsRepo, blobs, files, tracker, staging, hashers, cache, answerWithinMs: 400,
   });
+  const tus = new TusEndpoint({
+    dataDir: config.DATA_DIR, ttlSeconds: config.UPLOAD_TTL_SECONDS, maxSize: config.MAX_UPLOAD_BYTES,
+    locker, files, temp, hashers,
+  });
   const healthChecks: Record<string, HealthCheck> = { db: () => db.ping(), disk: () => local.ping() };
   if (config.FILESTORE_PROFILE === 'cluster') {
     healthChecks.redis = () => cache.ping();
@@ -126,7 +140,7 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
   }
   // Abandoned sessions: their staged bytes and chunk state are collected once they expire.
   const sweep = setInterval(() => {
-    uploads.collectExpired().catch((error: unknown) => logger.warn({ err: error }, 'collecting expired uploads failed'));
+    Promise.all([uploads.collectExpired(), tus.collectExpired()]).catch((error: unknown) => logger.warn({ err: error }, 'collecting expired uploads failed'));
   }, 60_000);
   sweep.unref();
   return {
@@ -139,11 +153,12 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
     folders: new FolderService({ db, folders: folderRepo, userFiles }),
     uploads,
     completion,
+    tus,
     temp,
     healthChecks,
     async close() {
       clearInterval(sweep);
-      await Promise.allSettled([db.close(), cache.close()]);
+      await Promise.allSettled([db.close(), cache.close(), closeExtra?.()]);
     },
   };
 }

@@ -1,10 +1,10 @@
 import type { Knex } from 'knex';
 
-/** Case-sensitive, byte-exact comparison of names on MariaDB; SQLite already compares that way. */
+/** Case-sensitive, byte-exact comparison of names on MariaDB (nopad: 'a' and 'a ' differ); SQLite already compares that way. */
 function mysqlBinary(knex: Knex, table: Knex.CreateTableBuilder): void {
   if (knex.client.config.client === 'mysql2') {
     table.charset('utf8mb4');
-    table.collate('utf8mb4_bin');
+    table.collate('utf8mb4_nopad_bin');
   }
 }
 

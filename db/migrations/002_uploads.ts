@@ -4,7 +4,7 @@ export async function up(knex: Knex): Promise<void> {
   await knex.schema.createTable('upload_sessions', (t) => {
     if (knex.client.config.client === 'mysql2') {
       t.charset('utf8mb4');
-      t.collate('utf8mb4_bin');
+      t.collate('utf8mb4_nopad_bin');
     }
     t.string('id', 36).primary();
     t.string('user_id', 36).notNullable().references('id').inTable('users').onDelete('CASCADE');

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import knexFactory, { type Knex } from 'knex';
+import type { Logger } from 'pino';
 
 /** The embedded profile's database: one SQLite file under DATA_DIR, one connection (SQLite has one writer). */
 export function openSqlite(dataDir: string): Knex {
@@ -24,7 +25,7 @@ export function openSqlite(dataDir: string): Knex {
 }
 
 /** A MariaDB/MySQL connection pool from a mysql:// URL. */
-export function openMysql(url: string, options: { connectTimeoutMs: number; poolMax: number }): Knex {
+export function openMysql(url: string, options: { connectTimeoutMs: number; poolMax: number; logger?: Logger }): Knex {
   const parsed = new URL(url);
   return knexFactory({
     client: 'mysql2',
@@ -41,5 +42,16 @@ export function openMysql(url: string, options: { connectTimeoutMs: number; pool
     },
     pool: { min: 0, max: options.poolMax },
     acquireConnectionTimeout: options.connectTimeoutMs + 1000,
+    // knex writes pool errors to the console by default; keep them in the structured log instead
+    ...(options.logger ? { log: knexLog(options.logger) } : {}),
   });
+}
+
+function knexLog(logger: Logger): Knex.Config['log'] {
+  return {
+    warn: (message: unknown) => logger.warn({ knex: String(message) }, 'knex warning'),
+    error: (message: unknown) => logger.debug({ knex: String(message) }, 'knex error'),
+    deprecate: (message: unknown) => logger.debug({ knex: String(message) }, 'knex deprecation'),
+    debug: (message: unknown) => logger.debug({ knex: String(message) }, 'knex debug'),
+  };
 }

@@ -62,7 +62,7 @@ export class FileService {
     content: { id: number; sha1: string; size: number },
   ): Promise<{ file: FileView; created: boolean }> {
     const now = Date.now();
-    const outcome = await this.deps.db.transaction(userId, async (trx) => {
+    const link = () => this.deps.db.transaction(userId, async (trx) => {
       const clash = await this.deps.userFiles.findByPath(trx, userId, folder, name);
       if (clash) {
         if (clash.sha1 === content.sha1) return { id: clash.id, created: false };
@@ -75,6 +75,12 @@ export class FileService {
         path_key: pathKey(folder, name), live: 1, created_at: now, updated_at: now,
       });
       return { id, created: true };
+    });
+    // A concurrent link to the same name committed between our check and our insert: run once more,
+    // so its row is seen and answered as "same file" or name_conflict rather than a raw unique violation.
+    const outcome = await link().catch((error: unknown) => {
+      if (isUniqueViolation(error)) return link();
+      throw error;
     });
     return { file: await this.get(userId, outcome.id), created: outcome.created };
   }

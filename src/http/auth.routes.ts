@@ -5,11 +5,10 @@ import type { AuthService } from '../auth/auth.service.js';
 import type { FileService } from '../files/file.service.js';
 import { parseInput } from './validate.js';
 
-const credentials = z.object({
-  username: z.string().regex(/^[a-zA-Z0-9_.-]{3,32}$/, 'must be 3–32 characters of a-z, A-Z, 0-9, "_", "." and "-"'),
-  password: z.string().min(8, 'must be at least 8 characters').max(1024),
-});
-const loginBody = z.object({ username: z.string().min(1).max(64), password: z.string().min(1).max(1024) });
+const username = z.string().regex(/^[a-zA-Z0-9_.-]{3,32}$/, 'must be 3–32 characters of a-z, A-Z, 0-9, "_", "." and "-"');
+const credentials = z.object({ username, password: z.string().min(8, 'must be at least 8 characters').max(1024) });
+// The same username rule at login keeps one throttle counter per account (no "bob " next to "bob").
+const loginBody = z.object({ username, password: z.string().min(1).max(1024) });
 const refreshBody = z.object({ refreshToken: z.string().min(1).max(512) });
 
 export function publicAuthRoutes(auth: AuthService): Router {

@@ -51,7 +51,7 @@ export async function servicesAvailable(suite: string, needed: ServiceName[]): P
 export async function createScratchDatabase(): Promise<{ primaryUrl: string; replicaUrl: string; drop: () => Promise<void> }> {
   const name = `filestore_t_${randomBytes(4).toString('hex')}`;
   const admin = await mysql.createConnection(SERVICE_DEFAULTS.DB_PRIMARY_URL);
-  await admin.query(`CREATE DATABASE \`${name}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`);
+  await admin.query(`CREATE DATABASE \`${name}\` CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin`);
   await admin.end();
   const withDb = (url: string) => {
     const parsed = new URL(url);

@@ -1,0 +1,135 @@
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { FileStore } from '@tus/file-store';
+import { Server, type ServerOptions } from '@tus/server';
+import { EVENTS, type Locker, type Upload } from '@tus/utils';
+import type { ServerRequest } from 'srvx';
+import { AppError } from '../errors.js';
+import type { FileService } from '../files/file.service.js';
+import { nameProblem, normalizeFolder } from '../files/names.js';
+import type { TempFiles } from '../storage/temp-file.js';
+import type { PrefixHashers } from './prefix-hasher.js';
+
+/** Set by our HTTP layer after authentication (any client-sent value is overwritten). */
+export const USER_HEADER = 'x-filestore-user';
+export const TUS_PATH = '/api/tus';
+
+export interface TusEndpointDeps {
+  dataDir: string;
+  ttlSeconds: number;
+  maxSize: number;
+  locker: Locker;
+  files: FileService;
+  temp: TempFiles;
+  hashers: PrefixHashers;
+}
+
+/** A JSON error in the shape @tus/server sends for errors thrown from its hooks. */
+function refuse(status: number, code: string, message: string): { status_code: number; body: string } {
+  return { status_code: status, body: JSON.stringify({ error: { code, message } }) };
+}
+
+/**
+ * @tus/server v2 with @tus/file-store under DATA_DIR/tus. Uploads carry their owner in metadata; a
+ * finished upload is hashed (prefix-hashed as PATCHes land), checked against an optional `sha1`
+ * metadata value, and linked through the same path as chunked uploads. The finished upload file is
+ * hard-linked into the blob store, so it stays addressable (HEAD) until it expires.
+ */
+export class TusEndpoint {
+  readonly server: Server;
+  private readonly store: FileStore;
+
+  constructor(private readonly deps: TusEndpointDeps) {
+    this.store = new FileStore({
+      directory: path.join(deps.dataDir, 'tus'),
+      expirationPeriodInMilliseconds: deps.ttlSeconds * 1000,
+    });
+    this.store.extensions.push('checksum');
+    const options: ServerOptions & { datastore: FileStore } = {
+      path: TUS_PATH,
+      datastore: this.store,
+      locker: deps.locker,
+      maxSize: deps.maxSize,
+      respectForwardedHeaders: false,
+      onUploadCreate: (req, upload) => this.onCreate(req, upload),
+      onUploadFinish: (req, upload) => this.onFinish(req, upload),
+    };
+    this.server = new Server(options);
+    this.server.on(EVENTS.POST_RECEIVE, (_req: ServerRequest, upload: Upload) => {
+      if (upload.storage?.path) this.deps.hashers.advance(this.hashKey(upload.id), upload.storage.path, upload.offset);
+    });
+  }
+
+  /** The owner of upload `id`, or null when there is no such upload. */
+  async ownerOf(id: string): Promise<string | null> {
+    if (!/^[0-9a-f]{32}$/.test(id)) return null;
+    try {
+      const upload = await this.store.getUpload(id);
+      return upload.metadata?.userId ?? null;
+    } catch {
+      return null;
+    }
+  }
+
+  collectExpired(): Promise<number> {
+    return this.server.cleanUpExpiredUploads();
+  }
+
+  private async onCreate(req: ServerRequest, upload: Upload) {
+    const metadata = upload.metadata ?? {};
+    const filename = metadata.filename ?? '';
+    const problem = nameProblem(filename);
+    if (problem) throw refuse(400, 'invalid_name', `metadata filename: ${problem}`);
+    let folder: string;
+    try {
+      folder = normalizeFolder(metadata.folder ?? '/');
+    } catch (error) {
+      throw refuse(400, 'invalid_path', (error as Error).message);
+    }
+    if (metadata.sha1 !== undefined && metadata.sha1 !== null && !/^[0-9a-f]{40}$/.test(metadata.sha1)) {
+      throw refuse(400, 'invalid_input', 'metadata sha1 must be 40 lowercase hex characters');
+    }
+    return { metadata: { ...metadata, filename, folder, userId: this.userOf(req) } };
+  }
+
+  private async onFinish(req: ServerRequest, upload: Upload) {
+    const userId = this.userOf(req);
+    const source = upload.storage!.path;
+    const size = upload.size ?? upload.offset;
+    const sha1 = await this.deps.hashers.finish(this.hashKey(upload.id), source, size);
+    const declared = upload.metadata?.sha1;
+    if (declared && declared !== sha1) {
+      await this.store.remove(upload.id);
+      throw refuse(422, 'hash_mismatch', 'The uploaded bytes do not match the declared sha1; nothing was linked.');
+    }
+    // A hard link, not a move: the tus upload keeps answering HEAD with its full offset.
+    const link = path.join(this.deps.temp.dir, `tus-${upload.id}`);
+    await fsp.mkdir(this.deps.temp.dir, { recursive: true });
+    await fsp.rm(link, { force: true });
+    await fsp.link(source, link);
+    try {
+      const { file } = await this.deps.files.linkContent(userId, upload.metadata!.folder!, upload.metadata!.filename!, { path: link, sha1, size });
+      return { headers: { 'Filestore-File-Id': file.id } };
+    } catch (error) {
+      if (error instanceof AppError) throw refuse(error.status, error.code, error.message);
+      throw error;
+    } finally {
+      await this.deps.temp.discard(link);
+    }
+  }
+
+  /**
+   * The authenticated user. Requests from node carry the express request (authenticated, `user` set);
+   * requests we build ourselves (checksum PATCH) carry USER_HEADER, set by us after authentication.
+   */
+  private userOf(req: ServerRequest): string {
+    const node = (req.runtime?.node?.req ?? null) as { user?: { userId: string } } | null;
+    const userId = node ? node.user?.userId : req.headers.get(USER_HEADER);
+    if (!userId) throw refuse(401, 'unauthorized', 'Authentication is required.');
+    return userId;
+  }
+
+  private hashKey(id: string): string {
+    return `tus:${id}`;
+  }
+}
