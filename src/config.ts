@@ -1,8 +1,8 @@
 import path from 'node:path';
 import { z } from 'zod';
 
-const port = z.coerce.number().int().min(0).max(65535);
-const positiveInt = z.coerce.number().int().positive();
+const port = z.string().regex(/^\d{1,5}$/, 'must be a port number').transform(Number).pipe(z.number().max(65535));
+const positiveInt = z.string().regex(/^\d+$/, 'must be a whole number').transform(Number).pipe(z.number().int().positive());
 const optionalUrl = z.string().url().optional();
 
 /** Every environment variable the service reads, with its default; README documents the same table. */
@@ -45,7 +45,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!parsed.success) {
     const issue = parsed.error.issues[0]!;
     const variable = String(issue.path[0]);
-    throw new ConfigError(`invalid configuration: ${variable}=${JSON.stringify(env[variable])}: ${issue.message}`);
+    // secrets and URLs that may carry passwords are named, never echoed
+    const shown = /SECRET|KEY|URL/.test(variable) ? '' : `=${JSON.stringify(env[variable])}`;
+    throw new ConfigError(`invalid configuration: ${variable}${shown}: ${issue.message}`);
   }
   const config = parsed.data;
   if (config.FILESTORE_PROFILE === 'cluster') {

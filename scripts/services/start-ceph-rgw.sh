@@ -71,11 +71,12 @@ print_env() { printf '%s S3_BUCKET=%q\n' "$(cluster_env)" "$BUCKET"; }
 # is $1 a live (non-zombie) ceph daemon started with our ceph.conf? (guards against pid reuse)
 is_our_daemon() {
   local pid=$1 comm state args
-  read -r comm <"/proc/$pid/comm" 2>/dev/null || return 1   # cheap pre-filter, no fork
+  # (braces: a redirection error is reported before a 2>/dev/null after it applies)
+  { read -r comm <"/proc/$pid/comm"; } 2>/dev/null || return 1   # cheap pre-filter, no fork
   case $comm in ceph-mon|ceph-osd|radosgw|ceph-mgr) ;; *) return 1 ;; esac
   state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || return 1
   case $state in Z|X|"") return 1 ;; esac
-  args=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  args=$( { tr "\\0" " " <"/proc/$pid/cmdline"; } 2>/dev/null) || return 1
   case ${args%% *} in ceph-mon|ceph-osd|radosgw|ceph-mgr|*/ceph-mon|*/ceph-osd|*/radosgw|*/ceph-mgr) ;; *) return 1 ;; esac
   case $args in *" -c $CONF "*) return 0 ;; *) return 1 ;; esac
 }
@@ -198,8 +199,10 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   log "packages installed"
 fi
 
-# the bucket is created with curl's SigV4 signing (curl >= 7.75; Debian 12 has 7.88)
-curl --help all 2>/dev/null | grep -q -- --aws-sigv4 \
+# the bucket is created with curl's SigV4 signing (curl >= 7.75; Debian 12 has 7.88).
+# Not piped into grep -q: with pipefail, curl dying of SIGPIPE would read as "missing".
+curl_help=$(curl --help all 2>/dev/null || true)
+[[ $curl_help == *--aws-sigv4* ]] \
   || { echo "start-ceph-rgw: ERROR: $(command -v curl) has no --aws-sigv4 (need curl >= 7.75)" >&2; exit 1; }
 
 for p in "$MON_PORT" "$RGW_PORT"; do

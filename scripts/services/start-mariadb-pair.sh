@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # start-mariadb-pair.sh - filestore's throw-away MariaDB primary + replica (GTID replication)
 # on 127.0.0.1 for tests and `make run-cluster`. Based on the machine's reference script
-# (shared/services), copied so the project does not need shared/ at run time. Debian 12 packages (MariaDB 10.11), no systemd, /etc/mysql is
-# never read, all state (configs, datadirs, sockets, logs, pid files) in one directory.
+# (shared/services), copied so the project does not need shared/ at run time.
+# Debian 12 packages (MariaDB 10.11), no systemd, /etc/mysql is never read, all state
+# (configs, datadirs, sockets, logs, pid files) in one directory.
 #
 #   eval "$(./start-mariadb-pair.sh)"      # stdout = one export line only, progress on stderr
 #   ... tests write via $DB_PRIMARY_URL, read via $DB_REPLICA_URL ...
@@ -15,8 +16,9 @@
 # replication user repl/repl are created on the primary and reach the replica through
 # replication. app has all privileges on filestore.* and on every database matching
 # `filestore\_%`, so tests can create and drop throw-away databases (filestore_t_ab12cd)
-# on the primary; they replicate to the replica like everything else. Admin access: unix socket as the OS user running
-# this script, e.g. mariadb --no-defaults --socket="$MARIADB_PAIR_DIR/run/primary.sock".
+# on the primary; they replicate to the replica like everything else.
+# Admin access: unix socket as the OS user running this script, e.g.
+#   mariadb --no-defaults --socket="$MARIADB_PAIR_DIR/run/primary.sock"
 # Exits 0 only after Slave_IO_Running=Yes, Slave_SQL_Running=Yes and a row written on the
 # primary was read back on the replica. If the pair of this state dir already runs and is
 # healthy, just prints the exports; a stale or broken one is stopped (recorded pids only)

@@ -27,11 +27,12 @@ fi
 # (guards against pid reuse; pure bash matching, so no helper process can match itself)
 alive() {
   local pid=$1 comm state args
-  read -r comm <"/proc/$pid/comm" 2>/dev/null || return 1   # cheap pre-filter, no fork
+  # (braces: a redirection error is reported before a 2>/dev/null after it applies)
+  { read -r comm <"/proc/$pid/comm"; } 2>/dev/null || return 1   # cheap pre-filter, no fork
   case $comm in ceph-mon|ceph-osd|radosgw|ceph-mgr) ;; *) return 1 ;; esac
   state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || return 1
   case $state in Z|X|"") return 1 ;; esac
-  args=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+  args=$( { tr "\\0" " " <"/proc/$pid/cmdline"; } 2>/dev/null) || return 1
   case ${args%% *} in ceph-mon|ceph-osd|radosgw|ceph-mgr|*/ceph-mon|*/ceph-osd|*/radosgw|*/ceph-mgr) ;; *) return 1 ;; esac
   case $args in *" -c $CONF "*) return 0 ;; *) return 1 ;; esac
 }

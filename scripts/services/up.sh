@@ -14,6 +14,7 @@ set -Eeuo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 ENV_FILE=$ROOT/.services.env
+# shellcheck disable=SC2034  # read through ${!v} below
 REDIS_URL=redis://127.0.0.1:6379
 T0=$(date +%s%N)
 
@@ -84,6 +85,7 @@ exports=$(
 
 tmp=$(mktemp "$ENV_FILE.XXXXXX")
 printf '%s\n' "$exports" >"$tmp"
+chmod 644 "$tmp"   # mktemp makes it 0600; it holds only throw-away dev credentials
 mv -f "$tmp" "$ENV_FILE"
 log "all services up; exports written to $ENV_FILE"
 trap - ERR

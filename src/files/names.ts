@@ -27,7 +27,9 @@ export function assertValidName(name: string): string {
  */
 export function normalizeFolder(input: string): string {
   if (!input.startsWith('/')) throw new AppError('invalid_path', 'a folder path must start with "/"');
+  // only one trailing "/" is dropped: "//" would otherwise slip through as the root
   const trimmed = input.length > 1 && input.endsWith('/') ? input.slice(0, -1) : input;
+  if (trimmed === '/' && input !== '/') throw new AppError('invalid_path', 'a folder path must not contain an empty segment');
   if (trimmed === '/') return '/';
   const segments = trimmed.slice(1).split('/');
   for (const segment of segments) {

@@ -1,0 +1,139 @@
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AppError } from '../../src/errors.js';
+import type { BlobStore, ByteRange } from '../../src/storage/blob-store.js';
+import { LocalBlobStore } from '../../src/storage/blob-store.local.js';
+import { S3BlobStore, createS3Client } from '../../src/storage/blob-store.s3.js';
+import { SERVICE_DEFAULTS, servicesAvailable } from '../support/services.js';
+
+/** One adapter: a store, a scratch dir on the filesystem its `adopt` expects files on, and cleanup. */
+interface Opened {
+  store: BlobStore;
+  scratchDir: string;
+  close(): Promise<void>;
+}
+
+async function openLocal(): Promise<Opened> {
+  const dataDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'filestore-blob-contract-'));
+  const scratchDir = path.join(dataDir, 'tmp');
+  await fsp.mkdir(scratchDir);
+  return { store: new LocalBlobStore(dataDir), scratchDir, close: () => fsp.rm(dataDir, { recursive: true, force: true }) };
+}
+
+async function openS3(): Promise<Opened> {
+  const scratchDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'filestore-blob-contract-s3-'));
+  const client = createS3Client({
+    endpoint: SERVICE_DEFAULTS.S3_ENDPOINT,
+    bucket: SERVICE_DEFAULTS.S3_BUCKET,
+    accessKeyId: SERVICE_DEFAULTS.S3_ACCESS_KEY,
+    secretAccessKey: SERVICE_DEFAULTS.S3_SECRET_KEY,
+    region: SERVICE_DEFAULTS.S3_REGION,
+  });
+  return {
+    store: new S3BlobStore(client, SERVICE_DEFAULTS.S3_BUCKET),
+    scratchDir,
+    close: async () => (client.destroy(), await fsp.rm(scratchDir, { recursive: true, force: true })),
+  };
+}
+
+const s3Up = await servicesAvailable('blob store contract (s3)', ['ceph-rgw']);
+const adapters = [
+  { name: 'LocalBlobStore (temp dir)', open: openLocal, enabled: true },
+  { name: 'S3BlobStore (Ceph RGW)', open: openS3, enabled: s3Up },
+];
+
+async function collect(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(Buffer.from(chunk as Uint8Array));
+  return Buffer.concat(chunks);
+}
+
+for (const adapter of adapters) {
+  describe.skipIf(!adapter.enabled)(`blob store contract: ${adapter.name}`, () => {
+    let opened: Opened;
+    let store: BlobStore;
+    const adopted: string[] = [];
+
+    beforeAll(async () => {
+      opened = await adapter.open();
+      store = opened.store;
+    });
+    afterAll(async () => {
+      if (!opened) return;
+      await Promise.allSettled(adopted.map((location) => store.remove(location)));
+      await opened.close();
+    });
+
+    /** Writes `bytes` to a scratch file and hands it to the store, as an upload would. */
+    async function adopt(bytes: Buffer): Promise<{ location: string; source: string }> {
+      const source = path.join(opened.scratchDir, randomUUID());
+      await fsp.writeFile(source, bytes);
+      // random salt in the hash: runs sharing the bucket never collide on a key
+      const sha1 = createHash('sha1').update(bytes).update(randomBytes(8)).digest('hex');
+      const location = await store.adopt(source, sha1);
+      adopted.push(location);
+      return { location, source };
+    }
+
+    const read = async (location: string, range?: ByteRange) => collect(await store.read(location, range));
+
+    it('answers ping', async () => {
+      await expect(store.ping()).resolves.toBeUndefined();
+    });
+
+    it('adopts a file: the source path is gone and the blob reads back byte for byte', async () => {
+      const bytes = randomBytes(300_000);
+      const { location, source } = await adopt(bytes);
+      expect(typeof location).toBe('string');
+      expect(location.length).toBeGreaterThan(0);
+      expect(fs.existsSync(source)).toBe(false);
+      expect((await read(location)).equals(bytes)).toBe(true);
+    });
+
+    it('keeps different blobs apart', async () => {
+      const a = randomBytes(1000);
+      const b = randomBytes(1000);
+      const [first, second] = [await adopt(a), await adopt(b)];
+      expect(first.location).not.toBe(second.location);
+      expect((await read(first.location)).equals(a)).toBe(true);
+      expect((await read(second.location)).equals(b)).toBe(true);
+    });
+
+    it('reads an inclusive byte range: the first byte, a middle slice, the last byte, the whole', async () => {
+      const bytes = randomBytes(100_000);
+      const { location } = await adopt(bytes);
+      expect((await read(location, { start: 0, end: 0 })).equals(bytes.subarray(0, 1))).toBe(true);
+      expect((await read(location, { start: 40_000, end: 59_999 })).equals(bytes.subarray(40_000, 60_000))).toBe(true);
+      expect((await read(location, { start: 99_999, end: 99_999 })).equals(bytes.subarray(99_999))).toBe(true);
+      expect((await read(location, { start: 0, end: 99_999 })).equals(bytes)).toBe(true);
+    });
+
+    it('stores and reads back a 0-byte blob', async () => {
+      const { location, source } = await adopt(Buffer.alloc(0));
+      expect(fs.existsSync(source)).toBe(false);
+      expect((await read(location)).length).toBe(0);
+    });
+
+    it('fails to read a removed blob, with the "unavailable" error both tiers share', async () => {
+      const { location } = await adopt(randomBytes(2000));
+      await store.remove(location);
+      const error = await read(location).then(
+        () => expect.fail('reading a removed blob should fail'),
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(AppError);
+      expect((error as AppError).code).toBe('unavailable');
+    });
+
+    it('removes a blob that is already gone without complaint', async () => {
+      const { location } = await adopt(randomBytes(10));
+      await store.remove(location);
+      await expect(store.remove(location)).resolves.toBeUndefined();
+    });
+  });
+}
