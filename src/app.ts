@@ -4,6 +4,7 @@ import express, { type Express } from 'express';
 import { pinoHttp } from 'pino-http';
 import { requireAuth } from './auth/auth.middleware.js';
 import { privateAuthRoutes, publicAuthRoutes } from './http/auth.routes.js';
+import { adminRoutes } from './http/admin.routes.js';
 import { errorHandler, notFoundHandler } from './http/error-handler.js';
 import { fileRoutes } from './http/files.routes.js';
 import { healthRoutes } from './http/health.routes.js';
@@ -15,9 +16,8 @@ import type { Services } from './wiring.js';
 const WEB_ROOT = path.resolve(import.meta.dirname, '..', '..', 'web');
 
 /** The express app for a set of services; listening is the caller's business (main.ts, tests). */
-export function buildApp(services: Services): Express {
+export function buildApp(services: Services, metrics = new Metrics(() => services.jobs.stats())): Express {
   const { config, logger, auth, files, folders, temp, accessTokens, healthChecks, uploads, completion, tus } = services;
-  const metrics = new Metrics();
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', 'loopback');
@@ -45,6 +45,7 @@ export function buildApp(services: Services): Express {
   );
   app.use('/api', uploadRoutes(uploads, completion, config.MAX_UPLOAD_BYTES));
   app.use('/api', tusRoutes(tus, temp));
+  app.use('/api', adminRoutes(services.admin));
   app.use('/api', notFoundHandler);
   app.use(express.static(WEB_ROOT, { index: 'index.html' }));
   app.use(notFoundHandler);

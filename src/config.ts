@@ -30,6 +30,12 @@ const schema = z.object({
   MAX_UPLOAD_BYTES: positiveInt.default(64 * 1024 ** 3),
   UPLOAD_TTL_SECONDS: positiveInt.default(24 * 3600),
   DEDUPE_SCOPE: z.enum(['global', 'user']).default('global'),
+  GC_GRACE_SECONDS: positiveInt.default(3600),
+  GC_INTERVAL_SECONDS: positiveInt.default(300),
+  VERIFY_INTERVAL_SECONDS: positiveInt.default(7 * 24 * 3600),
+  ADMIN_USERS: z.string().default('').transform((list) => list.split(',').map((name) => name.trim()).filter(Boolean)),
+  S3_PUBLIC_ENDPOINT: optionalUrl,
+  WORKER_METRICS_PORT: port.default(9464),
 });
 
 const clusterRequired = ['DB_PRIMARY_URL', 'DB_REPLICA_URL', 'REDIS_URL', 'S3_ENDPOINT', 'S3_BUCKET', 'S3_ACCESS_KEY', 'S3_SECRET_KEY'] as const;

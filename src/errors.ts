@@ -13,6 +13,7 @@ export const ERRORS = {
   username_taken: { status: 409, message: 'That username is taken.' },
   name_conflict: { status: 409, message: 'An item with that name already exists in that folder.' },
   missing_chunks: { status: 409, message: 'Some chunks have not been received yet.' },
+  corrupt: { status: 409, message: 'The stored bytes of this file failed verification; it cannot be served.' },
   upload_state: { status: 409, message: 'The upload is not in a state that allows this.' },
   payload_too_large: { status: 413, message: 'The upload is too large.' },
   unsupported_media_type: { status: 415, message: 'Expected multipart/form-data.' },
@@ -22,6 +23,7 @@ export const ERRORS = {
   too_many_requests: { status: 429, message: 'Too many attempts; try again later.' },
   internal: { status: 500, message: 'Something went wrong on our side.' },
   unavailable: { status: 503, message: 'A backing service is unavailable.' },
+  storage_unavailable: { status: 503, message: 'The storage tier holding this file is unavailable; try again shortly.' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;

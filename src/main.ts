@@ -2,7 +2,9 @@ import type { Server } from 'node:http';
 import { pino } from 'pino';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig } from './config.js';
+import { Metrics } from './http/metrics.js';
 import { openServices } from './wiring.js';
+import { runJobs } from '../workers/schedules.js';
 
 async function main(): Promise<void> {
   let config;
@@ -17,7 +19,12 @@ async function main(): Promise<void> {
   }
   const logger = pino({ level: config.LOG_LEVEL });
   const services = await openServices(config, logger);
-  const server: Server = buildApp(services).listen(config.PORT, config.HOST, () => {
+  const metrics = new Metrics(() => services.jobs.stats());
+  if (config.FILESTORE_PROFILE === 'embedded') {
+    // one process: the same processors the cluster's workers run, persisted in SQLite
+    await runJobs(services, metrics.observeJob);
+  }
+  const server: Server = buildApp(services, metrics).listen(config.PORT, config.HOST, () => {
     logger.info({ port: config.PORT, host: config.HOST, profile: config.FILESTORE_PROFILE, dataDir: config.DATA_DIR }, 'filestore listening');
   });
   // Uploads of many GiB take minutes: no whole-request timeout, only a limit on idle sockets.

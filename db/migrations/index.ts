@@ -1,9 +1,11 @@
 import type { Knex } from 'knex';
 import * as spine from './001_spine.js';
 import * as uploads from './002_uploads.js';
+import * as tiers from './003_tiers.js';
 
 /** Migrations in order; listed statically so the same list runs from sources (tsx) and from dist. */
 export const migrations: ReadonlyArray<{ name: string; module: Knex.Migration }> = [
   { name: '001_spine', module: spine },
   { name: '002_uploads', module: uploads },
+  { name: '003_tiers', module: tiers },
 ];

@@ -2,7 +2,7 @@ import type { Knex } from 'knex';
 import type { Database } from './database.js';
 
 export type Tier = 'local' | 's3';
-export type BlobStatus = 'pending' | 'available' | 'deleting';
+export type BlobStatus = 'pending' | 'available' | 'deleting' | 'corrupt';
 
 /** A row of `files`: one stored content, whoever owns it. */
 export interface BlobRow {
@@ -33,7 +33,96 @@ export class BlobsRepository {
     return Number(id);
   }
 
-  async markAvailable(trx: Knex, id: number, tier: Tier, location: string, now: number): Promise<void> {
-    await trx('files').where({ id }).update({ status: 'available', tier, location, updated_at: now });
+  /** Points a row that is not available at fresh bytes, unless it changed meanwhile; true when it did. */
+  async revive(trx: Knex, row: BlobRow, tier: Tier, location: string, now: number): Promise<boolean> {
+    const changed = await trx('files')
+      .where({ id: row.id, status: row.status, location: row.location })
+      .update({ status: 'available', tier, location, updated_at: now, verified_at: now });
+    return changed === 1;
+  }
+
+  /**
+   * Inside a linking transaction: true while the content is available, and it stays so until the
+   * transaction ends (the row is updated, hence locked), so collection cannot take it from under a link.
+   */
+  async holdAvailable(trx: Knex, id: number, now: number): Promise<boolean> {
+    return (await trx('files').where({ id, status: 'available' }).update({ updated_at: now })) === 1;
+  }
+
+  /** Switches a local blob to its S3 copy, unless the row changed meanwhile; true when it switched. */
+  async switchToArchive(id: number, fromLocation: string, key: string, now: number): Promise<boolean> {
+    const changed = await this.db.transaction(null, (trx) =>
+      trx('files').where({ id, tier: 'local', location: fromLocation, status: 'available' }).update({ tier: 's3', location: key, updated_at: now }),
+    );
+    return changed === 1;
+  }
+
+  async markVerified(id: number, location: string, now: number): Promise<void> {
+    await this.db.write(null, (db) => db('files').where({ id, location }).update({ verified_at: now }));
+  }
+
+  /** Marks the blob at `location` corrupt, if the row still points there; true when it did. */
+  async markCorrupt(id: number, location: string, now: number): Promise<boolean> {
+    const changed = await this.db.write(null, (db) =>
+      db('files').where({ id, location, status: 'available' }).update({ status: 'corrupt', updated_at: now }),
+    );
+    return changed === 1;
+  }
+
+  /** Available blobs not verified since `before` (oldest first). */
+  async listVerifyDue(before: number, limit: number): Promise<number[]> {
+    const rows = await this.db.readPrimary((db) =>
+      db('files')
+        .where({ status: 'available' })
+        .where((q) => q.whereNull('verified_at').orWhere('verified_at', '<', before))
+        .orderBy('verified_at')
+        .limit(limit)
+        .select('id'),
+    );
+    return rows.map((row: { id: number }) => Number(row.id));
+  }
+
+  /**
+   * Blobs no available user_files row has referenced since `before`: candidates for collection. The
+   * last reference's time is its row's updated_at (when it was deleted), or the blob's own.
+   */
+  async listUnreferencedSince(before: number, limit: number): Promise<BlobRow[]> {
+    return this.db.readPrimary((db) =>
+      db<BlobRow>('files as f')
+        .where('f.status', 'available')
+        .whereNotExists((q) => q.select(db.raw('1')).from('user_files as a').whereRaw('a.file_id = f.id').where('a.status', 'available'))
+        .where(db.raw('coalesce((select max(d.updated_at) from user_files d where d.file_id = f.id), f.updated_at)'), '<', before)
+        .select('f.*')
+        .limit(limit),
+    );
+  }
+
+  /**
+   * available → deleting, only while no available user_files row references the blob. Checked in one
+   * statement, and a link holds the row (holdAvailable) for its whole transaction: a link and a
+   * collection of the same content can never both win.
+   */
+  async markDeleting(id: number, now: number): Promise<boolean> {
+    const changed = await this.db.write(null, (db) =>
+      db('files')
+        .where({ id, status: 'available' })
+        .whereNotExists((q) => q.select(db.raw('1')).from('user_files').where('user_files.file_id', id).where('user_files.status', 'available'))
+        .update({ status: 'deleting', updated_at: now }),
+    );
+    return changed === 1;
+  }
+
+  listDeleting(limit: number): Promise<BlobRow[]> {
+    return this.db.readPrimary((db) => db<BlobRow>('files').where({ status: 'deleting' }).limit(limit));
+  }
+
+  /** Forgets a collected blob and the deleted user_files rows that pointed at it, unless it was revived. */
+  async forgetCollected(row: BlobRow): Promise<void> {
+    await this.db.transaction(null, async (trx) => {
+      const still = await trx('files').where({ id: row.id, status: 'deleting', location: row.location }).first('id');
+      if (!still) return;
+      await trx('user_files').where({ file_id: row.id, status: 'deleted' }).delete();
+      await trx('files').where({ id: row.id }).delete();
+    });
   }
 }

@@ -21,6 +21,7 @@ export interface UserFileWithBlob extends UserFileRow {
   sha1: string;
   tier: 'local' | 's3';
   location: string;
+  blob_status: 'available' | 'deleting' | 'corrupt' | 'pending';
 }
 
 export function pathKey(folder: string, name: string): string {
@@ -96,5 +97,5 @@ export class UserFilesRepository {
 function withBlob(db: Knex): Knex.QueryBuilder {
   return db('user_files as uf')
     .join('files as f', 'f.id', 'uf.file_id')
-    .select('uf.*', 'f.sha1', 'f.tier', 'f.location');
+    .select('uf.*', 'f.sha1', 'f.tier', 'f.location', 'f.status as blob_status');
 }

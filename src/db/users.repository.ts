@@ -22,4 +22,10 @@ export class UsersRepository {
   findById(id: string): Promise<UserRow | undefined> {
     return this.db.read(id, (db) => db<UserRow>('users').where({ id }).first());
   }
+
+  /** The first registered user, an admin by definition. */
+  async firstUserId(): Promise<string | undefined> {
+    const row = await this.db.readPrimary((db) => db('users').orderBy('created_at').orderBy('id').first('id'));
+    return row?.id;
+  }
 }

@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import type { BlobsRepository, Tier } from '../db/blobs.repository.js';
+import type { BlobsRepository } from '../db/blobs.repository.js';
 import { isUniqueViolation, type Database } from '../db/database.js';
+import type { ContentStore } from './content-store.js';
 import type { FoldersRepository } from '../db/folders.repository.js';
 import { pathKey, type UserFilesRepository, type UserFileWithBlob } from '../db/user-files.repository.js';
 import { AppError, notFound } from '../errors.js';
-import type { BlobStore, ByteRange } from '../storage/blob-store.js';
+import type { ByteRange } from '../storage/blob-store.js';
 import type { HashedTempFile, TempFiles } from '../storage/temp-file.js';
 import { folderChain, parentOf } from './names.js';
 
@@ -24,10 +25,12 @@ export interface FileServiceDeps {
   blobs: BlobsRepository;
   userFiles: UserFilesRepository;
   folders: FoldersRepository;
-  landing: BlobStore;
-  tiers: Record<Tier, BlobStore | undefined>;
+  content: ContentStore;
   temp: TempFiles;
 }
+
+/** The content was collected (or failed verification) between finding it and linking it. */
+class ContentGone extends Error {}
 
 export const toFileView = (row: UserFileWithBlob): FileView => ({
   id: row.id,
@@ -45,16 +48,30 @@ export class FileService {
   constructor(private readonly deps: FileServiceDeps) {}
 
   /**
-   * Links hashed bytes into a user's drive. If the content is already stored, the temp file is dropped
-   * and only a user_files row is added (dedupe); otherwise the temp file becomes the blob. The same
+   * Links hashed bytes into a user's drive. If the content is already stored, only a user_files row is
+   * added (dedupe) and the temp file is dropped; otherwise the temp file becomes the blob. The same
    * content under the same name is answered with the existing file (`created: false`).
    */
   async linkContent(userId: string, folder: string, name: string, temp: HashedTempFile): Promise<{ file: FileView; created: boolean }> {
-    const fileId = await this.storeContent(temp);
-    return this.linkStored(userId, folder, name, { id: fileId, sha1: temp.sha1, size: temp.size });
+    const existing = await this.deps.content.findBySha1(temp.sha1);
+    if (existing?.status === 'available') {
+      const linked = await this.linkStored(userId, folder, name, existing).catch((error: unknown) => {
+        if (error instanceof ContentGone) return null;
+        throw error;
+      });
+      if (linked) {
+        await this.deps.temp.discard(temp.path);
+        return linked;
+      }
+    }
+    const id = await this.deps.content.storeNew(temp);
+    return this.linkStored(userId, folder, name, { id, sha1: temp.sha1, size: temp.size });
   }
 
-  /** Adds a user_files row for content already stored in `files` (dedupe, instant upload). */
+  /**
+   * Adds a user_files row for content already stored in `files` (dedupe, instant upload). Throws
+   * ContentGone (see isContentGone) if the content stopped being available meanwhile.
+   */
   async linkStored(
     userId: string,
     folder: string,
@@ -63,6 +80,7 @@ export class FileService {
   ): Promise<{ file: FileView; created: boolean }> {
     const now = Date.now();
     const link = () => this.deps.db.transaction(userId, async (trx) => {
+      if (!(await this.deps.blobs.holdAvailable(trx, content.id, now))) throw new ContentGone();
       const clash = await this.deps.userFiles.findByPath(trx, userId, folder, name);
       if (clash) {
         if (clash.sha1 === content.sha1) return { id: clash.id, created: false };
@@ -71,7 +89,7 @@ export class FileService {
       await this.deps.folders.ensure(trx, userId, folderChainWithParents(folder), now);
       const id = randomUUID();
       await this.deps.userFiles.insert(trx, {
-        id, user_id: userId, file_id: content.id, name, folder, size: content.size, status: 'available',
+        id, user_id: userId, file_id: content.id, name, folder, size: Number(content.size), status: 'available',
         path_key: pathKey(folder, name), live: 1, created_at: now, updated_at: now,
       });
       return { id, created: true };
@@ -98,21 +116,28 @@ export class FileService {
     return (await this.deps.userFiles.listFolder(userId, folder)).map(toFileView);
   }
 
-  /** The file's metadata and a stream of its bytes (or of `range`) from whichever tier holds them. */
+  /**
+   * The file and a stream of its bytes (or of `range`) from whichever tier holds them. A move between
+   * tiers may delete the local copy between reading the row and opening it: then the row is read again.
+   */
   async open(userId: string, id: string, range?: ByteRange): Promise<{ file: FileView; body: Readable }> {
-    const row = await this.find(userId, id);
-    const store = this.deps.tiers[row.tier];
-    if (!store) throw new AppError('unavailable', `The ${row.tier} tier is not configured.`);
-    return { file: toFileView(row), body: await store.read(row.location, range) };
+    for (let attempt = 0; ; attempt++) {
+      const row = await this.find(userId, id);
+      if (row.blob_status === 'corrupt') throw new AppError('corrupt');
+      try {
+        return { file: toFileView(row), body: await this.deps.content.read(row, range) };
+      } catch (error) {
+        const moved = error instanceof AppError && error.code === 'unavailable' && row.tier === 'local';
+        if (!moved || attempt > 0) throw error;
+      }
+    }
   }
 
-  /** Up to 64 KiB of a stored content's bytes, from whichever tier holds it. */
-  async readStoredRange(blob: { tier: Tier; location: string }, range: ByteRange): Promise<Buffer> {
-    const store = this.deps.tiers[blob.tier];
-    if (!store) throw new AppError('unavailable', `The ${blob.tier} tier is not configured.`);
-    const pieces: Buffer[] = [];
-    for await (const piece of await store.read(blob.location, range)) pieces.push(piece as Buffer);
-    return Buffer.concat(pieces);
+  /** A presigned S3 URL for the file's bytes, or null when it is not in S3 or no public endpoint is set. */
+  async presignedUrl(userId: string, id: string, contentDisposition: string): Promise<string | null> {
+    const row = await this.find(userId, id);
+    if (row.blob_status === 'corrupt') throw new AppError('corrupt');
+    return this.deps.content.presign(row, contentDisposition);
   }
 
   usedBytes(userId: string): Promise<number> {
@@ -148,37 +173,9 @@ export class FileService {
     return row;
   }
 
-  /**
-   * The id of the `files` row holding `temp`'s content, adopting the temp file as the blob when the
-   * content is new and discarding it otherwise. Each statement commits on its own, so a concurrent
-   * upload of the same content is seen as soon as its insert wins the unique key.
-   */
-  async storeContent(temp: HashedTempFile): Promise<number> {
-    const { db, blobs, landing } = this.deps;
-    const existing = await db.readPrimary((knex) => blobs.findBySha1(knex, temp.sha1));
-    if (existing?.status === 'available') {
-      await this.deps.temp.discard(temp.path);
-      return existing.id;
-    }
-    const location = await landing.adopt(temp.path, temp.sha1);
-    const now = Date.now();
-    if (existing) {
-      await db.write(null, (knex) => blobs.markAvailable(knex, existing.id, landing.tier, location, now));
-      return existing.id;
-    }
-    try {
-      return await db.write(null, (knex) =>
-        blobs.insert(knex, { sha1: temp.sha1, size: temp.size, tier: landing.tier, location, status: 'available', created_at: now, updated_at: now }),
-      );
-    } catch (error) {
-      // A concurrent upload of the same content committed first; both adopted identical bytes at one path.
-      if (!isUniqueViolation(error)) throw error;
-      const twin = await db.readPrimary((knex) => blobs.findBySha1(knex, temp.sha1));
-      if (!twin) throw error;
-      return twin.id;
-    }
-  }
 }
+
+export const isContentGone = (error: unknown): boolean => error instanceof ContentGone;
 
 export function folderChainWithParents(folder: string): Array<{ path: string; parent: string }> {
   return folderChain(folder).map((path) => ({ path, parent: parentOf(path) }));

@@ -40,6 +40,8 @@ export const errorHandler: ErrorRequestHandler = (error, req, res, _next) => {
     res.destroy();
     return;
   }
+  // a download may have set its content headers before failing; they do not describe a JSON error
+  for (const header of ['Content-Disposition', 'ETag', 'Last-Modified', 'Accept-Ranges', 'Content-Length']) res.removeHeader(header);
   res.set(appError.headers);
   res.status(appError.status).type('application/json').json({ error: { code: appError.code, message: appError.message, ...appError.details }, ...appError.extra });
 };

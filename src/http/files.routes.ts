@@ -65,6 +65,13 @@ export function fileRoutes({ files, folders, temp, maxUploadBytes, onUploadedByt
     if (range === 'unsatisfiable') {
       throw new AppError('range_not_satisfiable', undefined, {}, { 'Content-Range': `bytes */${file.size}` });
     }
+    if (req.query.redirect === '1') {
+      const url = await files.presignedUrl(userId, file.id, contentDisposition(file.name));
+      if (url) {
+        res.redirect(302, url);
+        return;
+      }
+    }
     setContentHeaders(res, file);
     if (req.fresh) {
       res.status(304).end();

@@ -1,5 +1,6 @@
 import type { RequestHandler } from 'express';
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { JobEvent, QueueStats } from '../jobs/job-queue.js';
 
 /** One registry per app instance, so two apps in one process (tests) never share counters. */
 export class Metrics {
@@ -16,13 +17,45 @@ export class Metrics {
     help: 'Bytes received in file uploads',
     registers: [this.registry],
   });
+  private readonly jobDuration = new Histogram({
+    name: 'filestore_job_duration_seconds',
+    help: 'Background job attempts by queue and outcome',
+    labelNames: ['queue', 'outcome'] as const,
+    buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300],
+    registers: [this.registry],
+  });
+  private readonly jobFailures = new Counter({
+    name: 'filestore_job_failures_total',
+    help: 'Failed background job attempts by queue',
+    labelNames: ['queue'] as const,
+    registers: [this.registry],
+  });
 
-  constructor() {
+  constructor(queueStats?: () => Promise<QueueStats>) {
     collectDefaultMetrics({ register: this.registry });
+    if (queueStats) {
+      new Gauge({
+        name: 'filestore_queue_jobs',
+        help: 'Jobs per queue and state (waiting, active, failed)',
+        labelNames: ['queue', 'state'] as const,
+        registers: [this.registry],
+        async collect() {
+          const stats = await queueStats();
+          for (const [queue, counts] of Object.entries(stats.queues)) {
+            for (const [state, count] of Object.entries(counts)) this.set({ queue, state }, count);
+          }
+        },
+      });
+    }
   }
 
   countUploadedBytes = (count: number): void => {
     this.uploadedBytes.inc(count);
+  };
+
+  observeJob = (event: JobEvent): void => {
+    this.jobDuration.observe({ queue: event.queue, outcome: event.outcome }, event.seconds);
+    if (event.outcome === 'failed') this.jobFailures.inc({ queue: event.queue });
   };
 
   /** Times every request; the route label is the matched pattern (never the raw URL, to bound cardinality). */

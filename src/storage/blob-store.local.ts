@@ -1,12 +1,16 @@
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { AppError } from '../errors.js';
-import type { BlobStore, ByteRange } from './blob-store.js';
+import type { ByteRange, LandingStore } from './blob-store.js';
 
-/** Blobs as files under DATA_DIR/blobs/ab/cd/<sha1>; the location is that relative path. */
-export class LocalBlobStore implements BlobStore {
+/**
+ * Blobs as files under DATA_DIR/blobs/ab/cd/<sha1>.<random>; the location is that relative path. Each
+ * adoption gets its own path, so deleting an old blob can never remove a newer copy of the same content.
+ */
+export class LocalBlobStore implements LandingStore {
   readonly tier = 'local' as const;
   private readonly root: string;
 
@@ -15,7 +19,7 @@ export class LocalBlobStore implements BlobStore {
   }
 
   async adopt(filePath: string, sha1: string): Promise<string> {
-    const location = `${sha1.slice(0, 2)}/${sha1.slice(2, 4)}/${sha1}`;
+    const location = `${sha1.slice(0, 2)}/${sha1.slice(2, 4)}/${sha1}.${randomBytes(6).toString('hex')}`;
     const target = this.resolve(location);
     await fsp.mkdir(path.dirname(target), { recursive: true });
     // rename is atomic on one filesystem: the blob is either absent or complete, never torn
@@ -41,7 +45,7 @@ export class LocalBlobStore implements BlobStore {
   }
 
   private resolve(location: string): string {
-    if (!/^[0-9a-f]{2}\/[0-9a-f]{2}\/[0-9a-f]{40}$/.test(location)) throw new Error(`not a local blob location: ${location}`);
+    if (!/^[0-9a-f]{2}\/[0-9a-f]{2}\/[0-9a-f]{40}\.[0-9a-f]{12}$/.test(location)) throw new Error(`not a local blob location: ${location}`);
     return path.join(this.root, location);
   }
 }

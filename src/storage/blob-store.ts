@@ -9,10 +9,21 @@ export interface ByteRange {
 /** Where blobs live on one tier. Locations are opaque strings the store itself hands out. */
 export interface BlobStore {
   readonly tier: 'local' | 's3';
-  /** Takes ownership of a finished local file (moved, not copied) as the blob of `sha1`; returns its location. */
-  adopt(filePath: string, sha1: string): Promise<string>;
   /** The blob's bytes, or only `range` of them. */
   read(location: string, range?: ByteRange): Promise<Readable>;
   remove(location: string): Promise<void>;
   ping(): Promise<void>;
+}
+
+/** The tier new content lands on: it takes finished local files in. */
+export interface LandingStore extends BlobStore {
+  /** Takes ownership of a finished local file (moved, not copied) as a blob of `sha1`; returns its location. */
+  adopt(filePath: string, sha1: string): Promise<string>;
+}
+
+/** The tier blobs are moved to: it stores a stream and proves it holds exactly those bytes. */
+export interface ArchiveStore extends BlobStore {
+  store(body: Readable, key: string, expected: { size: number; sha1: string }): Promise<string>;
+  /** A time-limited public URL for the object, or null when no public endpoint is configured. */
+  presign(location: string, options: { expiresInSeconds: number; contentDisposition: string }): Promise<string | null>;
 }

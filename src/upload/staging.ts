@@ -39,23 +39,28 @@ export class UploadStaging {
   /**
    * Writes exactly `length` bytes from `source` at `offset`. More or fewer bytes → 400 (what was written
    * stays unmarked, so the chunk is still missing). With `expectedSha1`, a mismatch → 422.
+   * With `alreadyReceived`, the bytes are checked the same way but not written: a received chunk is never
+   * overwritten (its bytes may already be hashed, and a garbled retry must not damage them).
    */
-  async writeChunk(uploadId: string, offset: number, length: number, source: Readable, expectedSha1?: string): Promise<void> {
+  async writeChunk(uploadId: string, offset: number, length: number, source: Readable, expectedSha1?: string, alreadyReceived = false): Promise<void> {
     const handle = await fsp.open(this.pathOf(uploadId), 'r+').catch((error: NodeJS.ErrnoException) => {
       if (error.code === 'ENOENT') throw new AppError('not_found', 'The upload has no staged file any more.');
       throw error;
     });
     const hash = expectedSha1 ? createHash('sha1') : null;
     let written = 0;
+    let tooLong = false;
     try {
       for await (const piece of source as AsyncIterable<Buffer>) {
-        if (written + piece.length > length) {
-          throw new AppError('invalid_input', `chunk is longer than the expected ${length} bytes`);
+        // Too long: read the rest without writing it. Leaving the loop early would destroy the request
+        // and leave its keep-alive connection hung after the 400.
+        if (tooLong || written + piece.length > length) {
+          tooLong = true;
+          continue;
         }
         hash?.update(piece);
         // Node 20: one write per piece at its position; a write stream created per chunk at `start` hung.
-        let done = 0;
-        while (done < piece.length) {
+        for (let done = 0; !alreadyReceived && done < piece.length; ) {
           const { bytesWritten } = await handle.write(piece, done, piece.length - done, offset + written + done);
           done += bytesWritten;
         }
@@ -64,6 +69,7 @@ export class UploadStaging {
     } finally {
       await handle.close();
     }
+    if (tooLong) throw new AppError('invalid_input', `chunk is longer than the expected ${length} bytes`);
     if (written !== length) throw new AppError('invalid_input', `chunk has ${written} bytes; expected ${length}`);
     if (hash && hash.digest('hex') !== expectedSha1) {
       throw new AppError('chunk_hash_mismatch', 'The chunk bytes do not match X-Chunk-Sha1.');

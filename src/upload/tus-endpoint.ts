@@ -102,11 +102,7 @@ export class TusEndpoint {
       await this.store.remove(upload.id);
       throw refuse(422, 'hash_mismatch', 'The uploaded bytes do not match the declared sha1; nothing was linked.');
     }
-    // A hard link, not a move: the tus upload keeps answering HEAD with its full offset.
-    const link = path.join(this.deps.temp.dir, `tus-${upload.id}`);
-    await fsp.mkdir(this.deps.temp.dir, { recursive: true });
-    await fsp.rm(link, { force: true });
-    await fsp.link(source, link);
+    const link = await this.takeBytes(upload.id, source, size);
     try {
       const { file } = await this.deps.files.linkContent(userId, upload.metadata!.folder!, upload.metadata!.filename!, { path: link, sha1, size });
       return { headers: { 'Filestore-File-Id': file.id } };
@@ -116,6 +112,27 @@ export class TusEndpoint {
     } finally {
       await this.deps.temp.discard(link);
     }
+  }
+
+  /**
+   * Moves the finished upload's bytes out of the tus directory and leaves a sparse file of the same size
+   * in their place: the upload keeps answering HEAD with Upload-Offset = Upload-Length, but holds no
+   * copy of the content (which may later move to S3). The swap is a hard link plus an atomic rename.
+   */
+  private async takeBytes(id: string, source: string, size: number): Promise<string> {
+    const link = path.join(this.deps.temp.dir, `tus-${id}`);
+    const placeholder = `${source}.placeholder`;
+    await fsp.mkdir(this.deps.temp.dir, { recursive: true });
+    await fsp.rm(link, { force: true });
+    await fsp.link(source, link);
+    const handle = await fsp.open(placeholder, 'w');
+    try {
+      await handle.truncate(size);
+    } finally {
+      await handle.close();
+    }
+    await fsp.rename(placeholder, source);
+    return link;
   }
 
   /**

@@ -3,7 +3,8 @@ import type { BlobsRepository } from '../db/blobs.repository.js';
 import type { Database } from '../db/database.js';
 import type { UploadRow, UploadsRepository } from '../db/uploads.repository.js';
 import { AppError } from '../errors.js';
-import type { FileService, FileView } from '../files/file.service.js';
+import type { ContentStore } from '../files/content-store.js';
+import { isContentGone, type FileService, type FileView } from '../files/file.service.js';
 import { missingChunks, type ChunkTracker } from './chunk-tracker.js';
 import type { PrefixHashers } from './prefix-hasher.js';
 import { expectedProof, proofMatches, toByteRange } from './proof.js';
@@ -17,6 +18,7 @@ export interface UploadCompletionDeps {
   uploads: UploadsRepository;
   blobs: BlobsRepository;
   files: FileService;
+  content: ContentStore;
   tracker: ChunkTracker;
   staging: UploadStaging;
   hashers: PrefixHashers;
@@ -76,19 +78,32 @@ export class UploadCompletion {
     const right =
       live &&
       proofMatches(
-        expectedProof(session.challenge_nonce, await Promise.all(ranges.map((r) => this.deps.files.readStoredRange(blob!, toByteRange(r))))),
+        expectedProof(session.challenge_nonce, await Promise.all(ranges.map((r) => this.deps.content.readRange(blob!, toByteRange(r))))),
         proof,
       );
     if (!right) {
       if (consumed) await this.deps.cache.hit(throttleKey, WRONG_PROOF_WINDOW_SECONDS);
-      await this.deps.staging.ensure(id, session.size);
-      await this.deps.uploads.update(id, { mode: 'chunks' });
-      throw new AppError('proof_rejected', undefined, { mode: 'chunks', chunkSize: session.chunk_size, chunkCount: session.chunk_count });
+      throw await this.fallBackToChunks(session);
     }
-    const { file } = await this.deps.files.linkStored(userId, session.folder, session.name, { id: blob!.id, sha1: blob!.sha1, size: session.size });
+    const linked = await this.deps.files
+      .linkStored(userId, session.folder, session.name, { id: blob!.id, sha1: blob!.sha1, size: session.size })
+      .catch((error: unknown) => {
+        if (isContentGone(error)) return null;
+        throw error;
+      });
+    // collected or found corrupt since the challenge: the bytes must come from the client after all
+    if (!linked) throw await this.fallBackToChunks(session);
+    const { file } = linked;
     await this.deps.uploads.update(id, { state: 'complete', file_id: file.id, answered: 1 });
     await this.deps.staging.remove(id);
     return file;
+  }
+
+  /** Turns a proof session into a chunk upload; returns the 403 that tells the client to upload. */
+  private async fallBackToChunks(session: UploadRow): Promise<AppError> {
+    await this.deps.staging.ensure(session.id, session.size);
+    await this.deps.uploads.update(session.id, { mode: 'chunks' });
+    return new AppError('proof_rejected', undefined, { mode: 'chunks', chunkSize: session.chunk_size, chunkCount: session.chunk_count });
   }
 
   private async verify(userId: string, session: UploadRow): Promise<FileView> {

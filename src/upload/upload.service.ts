@@ -93,7 +93,9 @@ export class UploadService {
     }
     const offset = index * session.chunk_size;
     const length = Math.min(session.chunk_size, session.size - offset);
-    await this.deps.staging.writeChunk(id, offset, length, body, chunkSha1);
+    const already = (await this.deps.tracker.received(id, session.chunk_count))[index] === true;
+    await this.deps.staging.writeChunk(id, offset, length, body, chunkSha1, already);
+    if (already) return;
     const ttl = Math.max(1, Math.ceil((session.expires_at - Date.now()) / 1000));
     await this.deps.tracker.mark(id, index, ttl);
     const received = await this.deps.tracker.received(id, session.chunk_count);

@@ -7,6 +7,7 @@ import { pino } from 'pino';
 import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { openServices, type Services } from '../../src/wiring.js';
+import { runJobs } from '../../workers/schedules.js';
 import { SERVICE_DEFAULTS, createScratchDatabase, servicesAvailable } from './services.js';
 
 export type ProfileName = 'embedded' | 'cluster';
@@ -19,7 +20,11 @@ export interface RunningApp {
 }
 
 /** Starts the real app on an ephemeral port with a fresh DATA_DIR (and, in cluster, a scratch database). */
-export async function startApp(profile: ProfileName, env: Record<string, string> = {}): Promise<RunningApp> {
+export async function startApp(
+  profile: ProfileName,
+  env: Record<string, string> = {},
+  options: { jobs?: boolean } = {},
+): Promise<RunningApp> {
   const dataDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'filestore-test-'));
   let cleanupDb = async () => {};
   const profileEnv: Record<string, string> = { FILESTORE_PROFILE: profile };
@@ -34,6 +39,8 @@ export async function startApp(profile: ProfileName, env: Record<string, string>
   }
   const config = loadConfig({ DATA_DIR: dataDir, LOG_LEVEL: 'silent', PORT: '0', HOST: '127.0.0.1', ...profileEnv, ...env });
   const services = await openServices(config, pino({ level: config.LOG_LEVEL }));
+  // with jobs: this process also runs the queues, as the embedded profile's main and the workers do
+  if (options.jobs) await runJobs(services);
   const server = buildApp(services).listen(0, '127.0.0.1');
   await new Promise((resolve) => server.once('listening', resolve));
   const { port } = server.address() as AddressInfo;

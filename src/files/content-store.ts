@@ -1,0 +1,83 @@
+import type { BlobRow, BlobsRepository, Tier } from '../db/blobs.repository.js';
+import { isUniqueViolation, type Database } from '../db/database.js';
+import { AppError } from '../errors.js';
+import type { ArchiveStore, ByteRange, LandingStore } from '../storage/blob-store.js';
+import type { HashedTempFile } from '../storage/temp-file.js';
+
+export interface ContentStoreDeps {
+  db: Database;
+  blobs: BlobsRepository;
+  landing: LandingStore;
+  tiers: { local: LandingStore; s3?: ArchiveStore };
+  /** Called for each blob that newly landed (the cluster profile queues its move to S3). */
+  onLanded?: (fileId: number) => Promise<void>;
+}
+
+/**
+ * The unique-file side of storage: one `files` row and one blob per content. New bytes land on the
+ * landing tier; content marked corrupt or being collected is revived with the fresh bytes.
+ */
+export class ContentStore {
+  constructor(private readonly deps: ContentStoreDeps) {}
+
+  findBySha1(sha1: string): Promise<BlobRow | undefined> {
+    return this.deps.db.readPrimary((db) => this.deps.blobs.findBySha1(db, sha1));
+  }
+
+  /**
+   * Makes `temp` the stored bytes of its sha1 and returns the row id: inserts a new row, or revives one
+   * that is not available (corrupt, or being collected). Each statement commits on its own, so a
+   * concurrent upload of the same content is seen as soon as its insert wins the unique key.
+   */
+  async storeNew(temp: HashedTempFile): Promise<number> {
+    const { db, blobs, landing } = this.deps;
+    const location = await landing.adopt(temp.path, temp.sha1);
+    const now = Date.now();
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const existing = await this.findBySha1(temp.sha1);
+      if (existing?.status === 'available') {
+        await landing.remove(location);
+        return existing.id;
+      }
+      if (existing) {
+        const revived = await db.write(null, (knex) => blobs.revive(knex, existing, landing.tier, location, now));
+        if (!revived) continue;
+        // the old bytes failed verification or were being collected: they are no one's now
+        await this.deps.tiers[existing.tier]?.remove(existing.location).catch(() => undefined);
+        await this.deps.onLanded?.(existing.id);
+        return existing.id;
+      }
+      try {
+        const id = await db.write(null, (knex) =>
+          blobs.insert(knex, { sha1: temp.sha1, size: temp.size, tier: landing.tier, location, status: 'available', created_at: now, updated_at: now }),
+        );
+        await this.deps.onLanded?.(id);
+        return id;
+      } catch (error) {
+        if (!isUniqueViolation(error)) throw error;
+        // a concurrent upload of the same content committed first: look again
+      }
+    }
+    await landing.remove(location);
+    throw new AppError('unavailable', 'The content is changing state; please retry.');
+  }
+
+  /** Up to 64 KiB of a stored content's bytes, from whichever tier holds it. */
+  async readRange(blob: { tier: Tier; location: string }, range: ByteRange): Promise<Buffer> {
+    const pieces: Buffer[] = [];
+    for await (const piece of await this.read(blob, range)) pieces.push(piece as Buffer);
+    return Buffer.concat(pieces);
+  }
+
+  /** A presigned URL valid ≤ 15 minutes for content in S3, or null (local tier, or no public endpoint). */
+  async presign(blob: { tier: Tier; location: string }, contentDisposition: string): Promise<string | null> {
+    if (blob.tier !== 's3' || !this.deps.tiers.s3) return null;
+    return this.deps.tiers.s3.presign(blob.location, { expiresInSeconds: 900, contentDisposition });
+  }
+
+  async read(blob: { tier: Tier; location: string }, range?: ByteRange) {
+    const store = this.deps.tiers[blob.tier];
+    if (!store) throw new AppError('storage_unavailable', `The ${blob.tier} tier is not configured here.`);
+    return store.read(blob.location, range);
+  }
+}

@@ -1,0 +1,100 @@
+import { Queue, Worker, type ConnectionOptions } from 'bullmq';
+import {
+  BACKOFF_BASE_MS, JOB_ATTEMPTS, QUEUE_NAMES,
+  type EnqueueOptions, type JobEvent, type JobPayloads, type JobQueue, type Processors, type QueueName, type QueueStats,
+} from './job-queue.js';
+
+/** The cluster profile's queue: one BullMQ queue per name on Redis; workers run in workers/main.ts. */
+export class BullJobQueue implements JobQueue {
+  private readonly queues: Record<QueueName, Queue>;
+  private readonly workers: Worker[] = [];
+
+  constructor(
+    private readonly connection: ConnectionOptions,
+    private readonly prefix: string,
+  ) {
+    this.queues = Object.fromEntries(
+      QUEUE_NAMES.map((name) => [
+        name,
+        new Queue(name, {
+          connection,
+          prefix,
+          defaultJobOptions: {
+            attempts: JOB_ATTEMPTS,
+            backoff: { type: 'exponential', delay: BACKOFF_BASE_MS },
+            removeOnComplete: 1000,
+            removeOnFail: 5000,
+          },
+        }),
+      ]),
+    ) as Record<QueueName, Queue>;
+  }
+
+  async enqueue<Q extends QueueName>(queue: Q, payload: JobPayloads[Q], options: EnqueueOptions = {}): Promise<void> {
+    // BullMQ ids may not contain ':'; a completed job with the same id is removed so the key can run again.
+    const jobId = options.key?.replaceAll(':', '-');
+    if (jobId) {
+      const existing = await this.queues[queue].getJob(jobId);
+      if (existing && ((await existing.isCompleted()) || (await existing.isFailed()))) await existing.remove();
+    }
+    await this.queues[queue].add(queue, payload, jobId ? { jobId } : {});
+  }
+
+  async schedule<Q extends QueueName>(queue: Q, payload: JobPayloads[Q], everyMs: number): Promise<void> {
+    await this.queues[queue].upsertJobScheduler(`${queue}-every`, { every: everyMs }, { name: queue, data: payload });
+  }
+
+  async process(processors: Processors, onJob?: (event: JobEvent) => void): Promise<void> {
+    for (const name of QUEUE_NAMES) {
+      const worker = new Worker(
+        name,
+        async (job) => {
+          const started = process.hrtime.bigint();
+          const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
+          try {
+            await (processors[name] as (payload: unknown) => Promise<void>)(job.data);
+            onJob?.({ queue: name, seconds: seconds(), outcome: 'completed' });
+          } catch (error) {
+            onJob?.({ queue: name, seconds: seconds(), outcome: 'failed' });
+            throw error;
+          }
+        },
+        { connection: this.connection, prefix: this.prefix, concurrency: name === 'transfer' ? 2 : 4 },
+      );
+      this.workers.push(worker);
+    }
+    await Promise.all(this.workers.map((worker) => worker.waitUntilReady()));
+  }
+
+  async stats(): Promise<QueueStats> {
+    const entries = await Promise.all(
+      QUEUE_NAMES.map(async (name) => {
+        const counts = await this.queues[name].getJobCounts('waiting', 'delayed', 'prioritized', 'active', 'failed');
+        const failed = await this.queues[name].getFailed(0, 49);
+        return { name, counts, failed };
+      }),
+    );
+    return {
+      queues: Object.fromEntries(
+        entries.map(({ name, counts }) => [
+          name,
+          { waiting: (counts.waiting ?? 0) + (counts.delayed ?? 0) + (counts.prioritized ?? 0), active: counts.active ?? 0, failed: counts.failed ?? 0 },
+        ]),
+      ) as QueueStats['queues'],
+      failed: entries.flatMap(({ name, failed }) =>
+        failed.map((job) => ({
+          id: String(job.id),
+          queue: name,
+          attempts: job.attemptsMade,
+          error: job.failedReason ?? '',
+          failedAt: new Date(job.finishedOn ?? job.timestamp).toISOString(),
+        })),
+      ),
+    };
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((worker) => worker.close()));
+    await Promise.all(Object.values(this.queues).map((queue) => queue.close()));
+  }
+}

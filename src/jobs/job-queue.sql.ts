@@ -1,0 +1,123 @@
+import type { Logger } from 'pino';
+import type { Database } from '../db/database.js';
+import {
+  BACKOFF_BASE_MS, JOB_ATTEMPTS, QUEUE_NAMES,
+  type EnqueueOptions, type JobEvent, type JobPayloads, type JobQueue, type Processors, type QueueName, type QueueStats,
+} from './job-queue.js';
+
+interface JobRow {
+  id: number;
+  queue: QueueName;
+  job_key: string | null;
+  payload: string;
+  state: 'waiting' | 'active' | 'failed';
+  attempts: number;
+  run_at: number;
+  error: string | null;
+  failed_at: number | null;
+}
+
+const POLL_MS = 250;
+
+/**
+ * The embedded profile's queue: jobs are rows in SQLite, run in-process one at a time per queue. Rows
+ * outlive the process, and jobs that were running when it died are run again at the next start.
+ */
+export class SqlJobQueue implements JobQueue {
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly busy = new Set<QueueName>();
+  private stopped = false;
+  private running: Promise<void>[] = [];
+
+  constructor(
+    private readonly db: Database,
+    private readonly logger: Logger,
+  ) {}
+
+  async enqueue<Q extends QueueName>(queue: Q, payload: JobPayloads[Q], options: EnqueueOptions = {}): Promise<void> {
+    const now = Date.now();
+    await this.db.write(null, async (db) => {
+      if (options.key) await db('jobs').where({ job_key: options.key, state: 'failed' }).delete();
+      await db('jobs')
+        .insert({ queue, job_key: options.key ?? null, payload: JSON.stringify(payload), state: 'waiting', attempts: 0, run_at: now, created_at: now })
+        .onConflict('job_key')
+        .ignore();
+    });
+  }
+
+  async schedule<Q extends QueueName>(queue: Q, payload: JobPayloads[Q], everyMs: number): Promise<void> {
+    const timer = setInterval(() => {
+      this.enqueue(queue, payload, { key: `schedule:${queue}` }).catch((error: unknown) => this.logger.warn({ err: error, queue }, 'scheduling a job failed'));
+    }, everyMs);
+    timer.unref();
+    this.timers.push(timer);
+  }
+
+  async process(processors: Processors, onJob?: (event: JobEvent) => void): Promise<void> {
+    await this.db.write(null, (db) => db('jobs').where({ state: 'active' }).update({ state: 'waiting' }));
+    const poll = setInterval(() => {
+      for (const queue of QUEUE_NAMES) if (!this.busy.has(queue) && !this.stopped) this.runNext(queue, processors, onJob);
+    }, POLL_MS);
+    poll.unref();
+    this.timers.push(poll);
+  }
+
+  async stats(): Promise<QueueStats> {
+    const rows = await this.db.readPrimary((db) => db<JobRow>('jobs').select('*'));
+    const queues = Object.fromEntries(QUEUE_NAMES.map((name) => [name, { waiting: 0, active: 0, failed: 0 }])) as QueueStats['queues'];
+    for (const row of rows) queues[row.queue][row.state] += 1;
+    const failed = rows
+      .filter((row) => row.state === 'failed')
+      .map((row) => ({ id: String(row.id), queue: row.queue, attempts: row.attempts, error: row.error ?? '', failedAt: new Date(Number(row.failed_at)).toISOString() }));
+    return { queues, failed };
+  }
+
+  async close(): Promise<void> {
+    this.stopped = true;
+    for (const timer of this.timers) clearInterval(timer);
+    await Promise.allSettled(this.running);
+  }
+
+  private runNext(queue: QueueName, processors: Processors, onJob?: (event: JobEvent) => void): void {
+    this.busy.add(queue);
+    const run = this.claim(queue)
+      .then(async (job) => {
+        if (!job) return;
+        const started = process.hrtime.bigint();
+        const seconds = () => Number(process.hrtime.bigint() - started) / 1e9;
+        try {
+          await (processors[queue] as (payload: unknown) => Promise<void>)(JSON.parse(job.payload));
+          await this.db.write(null, (db) => db('jobs').where({ id: job.id }).delete());
+          onJob?.({ queue, seconds: seconds(), outcome: 'completed' });
+        } catch (error) {
+          onJob?.({ queue, seconds: seconds(), outcome: 'failed' });
+          await this.fail(job, error);
+        }
+      })
+      .catch((error: unknown) => this.logger.error({ err: error, queue }, 'job bookkeeping failed'))
+      .finally(() => {
+        this.busy.delete(queue);
+        this.running = this.running.filter((p) => p !== run);
+      });
+    this.running.push(run);
+  }
+
+  private async claim(queue: QueueName): Promise<JobRow | undefined> {
+    return this.db.transaction(null, async (trx) => {
+      const job = await trx<JobRow>('jobs').where({ queue, state: 'waiting' }).where('run_at', '<=', Date.now()).orderBy('run_at').first();
+      if (!job) return undefined;
+      await trx('jobs').where({ id: job.id }).update({ state: 'active', attempts: job.attempts + 1 });
+      return { ...job, attempts: job.attempts + 1 };
+    });
+  }
+
+  private async fail(job: JobRow, error: unknown): Promise<void> {
+    const message = error instanceof Error ? error.message : String(error);
+    this.logger.warn({ queue: job.queue, jobId: job.id, attempt: job.attempts, err: error }, 'job attempt failed');
+    const change =
+      job.attempts >= JOB_ATTEMPTS
+        ? { state: 'failed', error: message, failed_at: Date.now() }
+        : { state: 'waiting', error: message, run_at: Date.now() + BACKOFF_BASE_MS * 2 ** (job.attempts - 1) };
+    await this.db.write(null, (db) => db('jobs').where({ id: job.id }).update(change));
+  }
+}

@@ -1,0 +1,49 @@
+import http from 'node:http';
+import { pino } from 'pino';
+import { ConfigError, loadConfig } from '../src/config.js';
+import { Metrics } from '../src/http/metrics.js';
+import { openServices } from '../src/wiring.js';
+import { runJobs } from './schedules.js';
+
+/** The cluster profile's worker process: consumes the transfer, verify and gc queues (BullMQ). */
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`filestore-worker: ${error.message}\n`);
+      process.exit(1);
+    }
+    throw error;
+  }
+  if (config.FILESTORE_PROFILE !== 'cluster') {
+    process.stderr.write('filestore-worker: the embedded profile runs its jobs inside the API process; set FILESTORE_PROFILE=cluster\n');
+    process.exit(1);
+  }
+  const logger = pino({ level: config.LOG_LEVEL }).child({ role: 'worker' });
+  const services = await openServices(config, logger);
+  const metrics = new Metrics(() => services.jobs.stats());
+  await runJobs(services, metrics.observeJob);
+  const metricsServer = http
+    .createServer((req, res) => {
+      if (req.url !== '/metrics') return void res.writeHead(404).end();
+      metrics.registry.metrics().then((body) => res.writeHead(200, { 'Content-Type': metrics.registry.contentType }).end(body));
+    })
+    .listen(config.WORKER_METRICS_PORT, config.HOST);
+  logger.info({ metricsPort: config.WORKER_METRICS_PORT }, 'filestore worker running');
+  const shutdown = (signal: string) => {
+    logger.info({ signal }, 'worker shutting down');
+    metricsServer.close();
+    // closing the queue lets active jobs finish; a job cut short by a kill is retried (processors are idempotent)
+    void services.close().then(() => process.exit(0));
+    setTimeout(() => process.exit(0), 15_000).unref();
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`filestore-worker: failed to start: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,41 @@
+import type { Logger } from 'pino';
+import type { BlobRow, BlobsRepository, Tier } from '../../src/db/blobs.repository.js';
+import type { BlobStore } from '../../src/storage/blob-store.js';
+
+export interface GcDeps {
+  blobs: BlobsRepository;
+  tiers: Record<Tier, BlobStore | undefined>;
+  /** Removes expired upload sessions (chunked and tus) with their staged bytes. */
+  collectExpiredUploads: () => Promise<number>;
+  graceMs: number;
+  logger: Logger;
+}
+
+const BATCH = 200;
+
+/**
+ * Collects blobs no user has referenced for the grace period: available → deleting (refused if a link
+ * got there first), then the bytes go, then the row. A crash in between leaves a `deleting` row that the
+ * next run finishes. Expired upload sessions go too.
+ */
+export function gcProcessor({ blobs, tiers, collectExpiredUploads, graceMs, logger }: GcDeps) {
+  const collect = async (row: BlobRow): Promise<void> => {
+    const store = tiers[row.tier];
+    if (!store) return;
+    await store.remove(row.location);
+    await blobs.forgetCollected(row);
+  };
+  return async (): Promise<void> => {
+    const now = Date.now();
+    let collected = 0;
+    for (const row of await blobs.listUnreferencedSince(now - graceMs, BATCH)) {
+      if (await blobs.markDeleting(row.id, now)) {
+        await collect({ ...row, status: 'deleting' });
+        collected += 1;
+      }
+    }
+    for (const row of await blobs.listDeleting(BATCH)) await collect(row);
+    const uploads = await collectExpiredUploads();
+    if (collected > 0 || uploads > 0) logger.info({ collected, expiredUploads: uploads }, 'garbage collected');
+  };
+}

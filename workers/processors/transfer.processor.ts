@@ -1,0 +1,36 @@
+import type { Logger } from 'pino';
+import type { BlobsRepository } from '../../src/db/blobs.repository.js';
+import type { Database } from '../../src/db/database.js';
+import type { ArchiveStore, LandingStore } from '../../src/storage/blob-store.js';
+
+export interface TransferDeps {
+  db: Database;
+  blobs: BlobsRepository;
+  local: LandingStore;
+  s3: ArchiveStore;
+  logger: Logger;
+}
+
+/**
+ * Moves one local blob into S3: upload (multipart, streamed from disk) and verify, then switch the row
+ * to the S3 copy in one transaction on the primary, and only then delete the local file. Running it
+ * twice, or after a crash at any step, ends in the same state.
+ */
+export function transferProcessor({ db, blobs, local, s3, logger }: TransferDeps) {
+  return async ({ fileId }: { fileId: number }): Promise<void> => {
+    const row = await db.readPrimary((knex) => knex('files').where({ id: fileId }).first());
+    if (!row || row.status !== 'available' || row.tier !== 'local') return;
+    const size = Number(row.size);
+    const key = `blobs/${row.sha1}/${row.id}`;
+    const started = Date.now();
+    await s3.store(await local.read(row.location), key, { size, sha1: row.sha1 });
+    if (await blobs.switchToArchive(row.id, row.location, key, Date.now())) {
+      await local.remove(row.location);
+      logger.info({ fileId, size, ms: Date.now() - started }, 'blob moved to s3');
+      return;
+    }
+    // The row changed while we copied (collected, revived, or moved by a twin job): our object is no one's.
+    const now = await db.readPrimary((knex) => knex('files').where({ id: fileId }).first());
+    if (now?.location !== key) await s3.remove(key);
+  };
+}
