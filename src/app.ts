@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
 import path from 'node:path';
 import express, { type Express } from 'express';
 import { pinoHttp } from 'pino-http';
@@ -13,7 +14,10 @@ import { uploadRoutes } from './http/uploads.routes.js';
 import { Metrics } from './http/metrics.js';
 import type { Services } from './wiring.js';
 
-const WEB_ROOT = path.resolve(import.meta.dirname, '..', '..', 'web');
+// web/ sits beside src/ in the repository and two levels above dist/src/app.js in a build
+const WEB_ROOT = [path.resolve(import.meta.dirname, '..', 'web'), path.resolve(import.meta.dirname, '..', '..', 'web')].find((dir) =>
+  fs.existsSync(path.join(dir, 'index.html')),
+);
 
 /** The express app for a set of services; listening is the caller's business (main.ts, tests). */
 export function buildApp(services: Services, metrics = new Metrics(() => services.jobs.stats())): Express {
@@ -43,11 +47,11 @@ export function buildApp(services: Services, metrics = new Metrics(() => service
     '/api',
     fileRoutes({ files, folders, temp, maxUploadBytes: config.MAX_UPLOAD_BYTES, onUploadedBytes: metrics.countUploadedBytes }),
   );
-  app.use('/api', uploadRoutes(uploads, completion, config.MAX_UPLOAD_BYTES));
+  app.use('/api', uploadRoutes(uploads, completion, config.MAX_UPLOAD_BYTES, metrics.countUploadedBytes));
   app.use('/api', tusRoutes(tus, temp));
   app.use('/api', adminRoutes(services.admin));
   app.use('/api', notFoundHandler);
-  app.use(express.static(WEB_ROOT, { index: 'index.html' }));
+  if (WEB_ROOT) app.use(express.static(WEB_ROOT, { index: 'index.html' }));
   app.use(notFoundHandler);
   app.use(errorHandler);
   return app;

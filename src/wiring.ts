@@ -137,7 +137,7 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
   const staging = new UploadStaging(config.DATA_DIR);
   const hashers = new PrefixHashers();
   const uploads = new UploadService({
-    db, uploads: uploadsRepo, blobs, userFiles, files, tracker, staging, hashers,
+    db, uploads: uploadsRepo, blobs, userFiles, files, tracker, staging, hashers, cache,
     ttlSeconds: config.UPLOAD_TTL_SECONDS, dedupeScope: config.DEDUPE_SCOPE,
   });
   const completion = new UploadCompletion({

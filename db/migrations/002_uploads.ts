@@ -19,6 +19,8 @@ export async function up(knex: Knex): Promise<void> {
     // the user_files row made at completion; `answered` tells a repeated complete to say 200, not 201
     t.string('file_id', 36).nullable();
     t.tinyint('answered').notNullable().defaultTo(0);
+    // why a failed session failed (hash_mismatch, name_conflict): complete keeps answering with it
+    t.string('error_code', 32).nullable();
     t.string('challenge_nonce', 32).nullable();
     t.text('challenge_ranges').nullable();
     t.bigInteger('challenge_expires_at').nullable();

@@ -16,6 +16,7 @@ export interface UploadRow {
   state: UploadState;
   file_id: string | null;
   answered: number;
+  error_code: string | null;
   challenge_nonce: string | null;
   challenge_ranges: string | null;
   challenge_expires_at: number | null;

@@ -10,7 +10,12 @@ import { parseInput } from './validate.js';
 const sha1 = z.string().regex(/^[0-9a-f]{40}$/, 'must be 40 lowercase hex characters');
 const MiB = 1024 * 1024;
 
-export function uploadRoutes(uploads: UploadService, completion: UploadCompletion, maxUploadBytes: number): Router {
+export function uploadRoutes(
+  uploads: UploadService,
+  completion: UploadCompletion,
+  maxUploadBytes: number,
+  onUploadedBytes: (count: number) => void,
+): Router {
   const createBody = z.object({
     name: z.string().max(1024).transform(assertValidName),
     folder: z.string().max(4096).default('/').transform(normalizeFolder),
@@ -44,7 +49,7 @@ export function uploadRoutes(uploads: UploadService, completion: UploadCompletio
       await uploads.find(userId, req.params.id);
       throw new AppError('invalid_input', 'chunk index must be a non-negative integer');
     }
-    await uploads.receiveChunk(userId, req.params.id, index, req, chunkSha1);
+    onUploadedBytes(await uploads.receiveChunk(userId, req.params.id, index, req, chunkSha1));
     res.status(204).end();
   });
 
@@ -56,7 +61,8 @@ export function uploadRoutes(uploads: UploadService, completion: UploadCompletio
 
   router.post('/uploads/:id/proof', async (req, res) => {
     const { proof } = parseInput(z.object({ proof: z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex characters') }), req.body);
-    res.status(201).json(await completion.prove(currentUser(req).userId, req.params.id, proof));
+    const answer = await completion.prove(currentUser(req).userId, req.params.id, proof);
+    res.status(answer.status).json(answer.file);
   });
 
   router.delete('/uploads/:id', async (req, res) => {

@@ -59,7 +59,14 @@ export class BullJobQueue implements JobQueue {
             throw error;
           }
         },
-        { connection: this.connection, prefix: this.prefix, concurrency: name === 'transfer' ? 2 : 4 },
+        {
+          connection: this.connection,
+          prefix: this.prefix,
+          concurrency: name === 'transfer' ? 2 : 4,
+          // a worker killed mid-job loses its lock within seconds, and the job is taken up again
+          lockDuration: 10_000,
+          stalledInterval: 5_000,
+        },
       );
       this.workers.push(worker);
     }

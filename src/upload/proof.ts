@@ -3,6 +3,11 @@ import type { ByteRange } from '../storage/blob-store.js';
 
 export const PROOF_MIN_SIZE = 1024 * 1024;
 export const CHALLENGE_TTL_MS = 10 * 60 * 1000;
+export const MAX_WRONG_PROOFS = 5;
+export const WRONG_PROOF_WINDOW_SECONDS = 3600;
+
+/** Wrong proofs are counted per user and sha1. */
+export const proofThrottleKey = (userId: string, sha1: string): string => `proof-fail:${userId}:${sha1}`;
 const RANGE_COUNT = 3;
 const MAX_RANGE_LENGTH = 64 * 1024;
 

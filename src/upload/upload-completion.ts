@@ -2,12 +2,12 @@ import type { Cache } from '../cache/cache.js';
 import type { BlobsRepository } from '../db/blobs.repository.js';
 import type { Database } from '../db/database.js';
 import type { UploadRow, UploadsRepository } from '../db/uploads.repository.js';
-import { AppError } from '../errors.js';
+import { AppError, type ErrorCode } from '../errors.js';
 import type { ContentStore } from '../files/content-store.js';
 import { isContentGone, type FileService, type FileView } from '../files/file.service.js';
 import { missingChunks, type ChunkTracker } from './chunk-tracker.js';
 import type { PrefixHashers } from './prefix-hasher.js';
-import { expectedProof, proofMatches, toByteRange } from './proof.js';
+import { MAX_WRONG_PROOFS, WRONG_PROOF_WINDOW_SECONDS, expectedProof, proofMatches, proofThrottleKey, toByteRange } from './proof.js';
 import type { UploadStaging } from './staging.js';
 import { findLiveSession } from './upload.service.js';
 
@@ -27,8 +27,6 @@ export interface UploadCompletionDeps {
   answerWithinMs: number;
 }
 
-const MAX_WRONG_PROOFS = 5;
-const WRONG_PROOF_WINDOW_SECONDS = 3600;
 
 /** The end of an upload: verify the bytes' SHA-1 and link them, or link stored content by proof. */
 export class UploadCompletion {
@@ -39,7 +37,7 @@ export class UploadCompletion {
   async complete(userId: string, id: string): Promise<CompleteAnswer> {
     const session = await findLiveSession(this.deps.uploads, userId, id);
     if (session.state === 'complete') return this.answerCompleted(userId, session);
-    if (session.state === 'failed') throw new AppError('hash_mismatch');
+    if (session.state === 'failed') throw new AppError((session.error_code as ErrorCode | null) ?? 'hash_mismatch');
     if (session.mode === 'proof') throw new AppError('upload_state', 'Answer the challenge first, or upload after a rejected proof.');
     if (session.state === 'receiving') {
       const missing = missingChunks(await this.deps.tracker.received(id, session.chunk_count));
@@ -61,13 +59,15 @@ export class UploadCompletion {
   }
 
   /** Checks a proof of possession; right → the file is linked at once, wrong → the client must upload. */
-  async prove(userId: string, id: string, proof: string): Promise<FileView> {
+  async prove(userId: string, id: string, proof: string): Promise<{ status: 201 | 200; file: FileView }> {
     const session = await findLiveSession(this.deps.uploads, userId, id);
-    if (session.state === 'complete') return (await this.answerCompleted(userId, session)).file;
+    if (session.state === 'complete') return this.answerCompleted(userId, session);
     if (session.mode !== 'proof' || !session.challenge_nonce) throw new AppError('upload_state', 'This upload has no open challenge.');
-    const throttleKey = `proof-fail:${userId}:${session.sha1}`;
+    const throttleKey = proofThrottleKey(userId, session.sha1!);
     const failures = await this.deps.cache.peek(throttleKey);
     if (failures.count >= MAX_WRONG_PROOFS) {
+      // locked out of proofs for this content: the session becomes a plain upload
+      await this.fallBackToChunks(session);
       throw new AppError('too_many_requests', undefined, {}, { 'Retry-After': String(failures.retryAfterSeconds) });
     }
     // Single use: whoever clears the nonce first owns this answer; a replay finds it gone.
@@ -96,7 +96,7 @@ export class UploadCompletion {
     const { file } = linked;
     await this.deps.uploads.update(id, { state: 'complete', file_id: file.id, answered: 1 });
     await this.deps.staging.remove(id);
-    return file;
+    return { status: 201, file };
   }
 
   /** Turns a proof session into a chunk upload; returns the 403 that tells the client to upload. */
@@ -111,12 +111,19 @@ export class UploadCompletion {
     const sha1 = await this.deps.hashers.finish(session.id, path, session.size);
     if (session.sha1 !== null && sha1 !== session.sha1) {
       // Never trust a client's hash: a mismatch links nothing and drops the bytes.
-      await this.deps.uploads.transition(session.id, ['verifying'], { state: 'failed' });
+      await this.deps.uploads.transition(session.id, ['verifying'], { state: 'failed', error_code: 'hash_mismatch' });
       await this.deps.staging.remove(session.id);
       await this.deps.tracker.forget(session.id);
       throw new AppError('hash_mismatch');
     }
-    const { file } = await this.deps.files.linkContent(userId, session.folder, session.name, { path, sha1, size: session.size });
+    let file: FileView;
+    try {
+      ({ file } = await this.deps.files.linkContent(userId, session.folder, session.name, { path, sha1, size: session.size }));
+    } catch (error) {
+      // e.g. the name was taken meanwhile: the bytes are stored (a new session dedupes), this one is over
+      if (error instanceof AppError) await this.deps.uploads.transition(session.id, ['verifying'], { state: 'failed', error_code: error.code });
+      throw error;
+    }
     await this.deps.uploads.transition(session.id, ['verifying'], { state: 'complete', file_id: file.id, sha1 });
     await this.deps.tracker.forget(session.id);
     return file;

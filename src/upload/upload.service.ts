@@ -8,7 +8,8 @@ import { AppError, notFound } from '../errors.js';
 import type { FileService, FileView } from '../files/file.service.js';
 import { missingChunks, type ChunkTracker } from './chunk-tracker.js';
 import type { PrefixHashers } from './prefix-hasher.js';
-import { CHALLENGE_TTL_MS, PROOF_MIN_SIZE, makeChallenge, type Challenge } from './proof.js';
+import { CHALLENGE_TTL_MS, MAX_WRONG_PROOFS, PROOF_MIN_SIZE, makeChallenge, proofThrottleKey, type Challenge } from './proof.js';
+import type { Cache } from '../cache/cache.js';
 import type { UploadStaging } from './staging.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -28,6 +29,7 @@ export interface UploadServiceDeps {
   tracker: ChunkTracker;
   staging: UploadStaging;
   hashers: PrefixHashers;
+  cache: Cache;
   ttlSeconds: number;
   dedupeScope: 'global' | 'user';
 }
@@ -53,13 +55,13 @@ export class UploadService {
     }
     if (sha1 !== undefined) {
       const open = await this.deps.uploads.findOpen(userId, { sha1, folder, name, size }, Date.now());
-      if (open) return this.answer(open.mode === 'proof' ? await this.freshChallenge(open) : open);
+      if (open) return this.answer(open.mode === 'proof' ? await this.freshChallenge(userId, open) : open);
     }
     const now = Date.now();
     const chunkSize = request.chunkSize ?? DEFAULT_CHUNK_SIZE;
     const row: UploadRow = {
       id: randomUUID(), user_id: userId, name, folder, size, sha1: sha1 ?? null, chunk_size: chunkSize,
-      chunk_count: Math.ceil(size / chunkSize), mode: 'chunks', state: 'receiving', file_id: null, answered: 0,
+      chunk_count: Math.ceil(size / chunkSize), mode: 'chunks', state: 'receiving', file_id: null, answered: 0, error_code: null,
       challenge_nonce: null, challenge_ranges: null, challenge_expires_at: null,
       created_at: now, updated_at: now, expires_at: now + this.deps.ttlSeconds * 1000,
     };
@@ -83,7 +85,8 @@ export class UploadService {
     return this.answer({ ...session, ...change });
   }
 
-  async receiveChunk(userId: string, id: string, index: number, body: Readable, chunkSha1?: string): Promise<void> {
+  /** Stores chunk `index` at its offset; returns its length. */
+  async receiveChunk(userId: string, id: string, index: number, body: Readable, chunkSha1?: string): Promise<number> {
     const session = await this.find(userId, id);
     if (session.mode !== 'chunks' || session.state !== 'receiving') {
       throw new AppError('upload_state', session.mode === 'proof' ? 'Answer the challenge first.' : 'The upload is no longer receiving.');
@@ -95,13 +98,14 @@ export class UploadService {
     const length = Math.min(session.chunk_size, session.size - offset);
     const already = (await this.deps.tracker.received(id, session.chunk_count))[index] === true;
     await this.deps.staging.writeChunk(id, offset, length, body, chunkSha1, already);
-    if (already) return;
+    if (already) return length;
     const ttl = Math.max(1, Math.ceil((session.expires_at - Date.now()) / 1000));
     await this.deps.tracker.mark(id, index, ttl);
     const received = await this.deps.tracker.received(id, session.chunk_count);
     const firstMissing = received.indexOf(false);
     const contiguous = firstMissing === -1 ? session.size : firstMissing * session.chunk_size;
     this.deps.hashers.advance(id, this.deps.staging.pathOf(id), contiguous);
+    return length;
   }
 
   async describe(userId: string, id: string) {
@@ -118,7 +122,7 @@ export class UploadService {
       state: session.state,
       chunkSize: session.chunk_size,
       chunkCount: session.chunk_count,
-      received: received.filter(Boolean).length,
+      received: session.state === 'complete' ? session.chunk_count : received.filter(Boolean).length,
       missing: session.state === 'receiving' && session.mode === 'chunks' ? missingChunks(received) : [],
       ...(file ? { file } : {}),
     };
@@ -147,18 +151,24 @@ export class UploadService {
     await this.deps.uploads.remove(id);
   }
 
-  /** Stored content the user may link by proof: same size, ≥ 1 MiB, available, and in the dedupe scope. */
+  /**
+   * Stored content the user may link by proof: same size, ≥ 1 MiB, available, in the dedupe scope, and
+   * not while this user is locked out of proofs for this sha1 (then the bytes must be uploaded).
+   */
   private async provableContent(userId: string, sha1: string, size: number): Promise<BlobRow | undefined> {
     if (size < PROOF_MIN_SIZE) return undefined;
+    if ((await this.deps.cache.peek(proofThrottleKey(userId, sha1))).count >= MAX_WRONG_PROOFS) return undefined;
     const blob = await this.deps.db.readPrimary((db) => this.deps.blobs.findBySha1(db, sha1));
     if (!blob || blob.status !== 'available' || Number(blob.size) !== size) return undefined;
     if (this.deps.dedupeScope === 'user' && !(await this.deps.userFiles.ownsContent(userId, blob.id))) return undefined;
     return blob;
   }
 
-  private async freshChallenge(session: UploadRow): Promise<UploadRow> {
+  private async freshChallenge(userId: string, session: UploadRow): Promise<UploadRow> {
     if (session.challenge_nonce && (session.challenge_expires_at ?? 0) > Date.now()) return session;
-    const change = challengeFields(session.size);
+    const provable = await this.provableContent(userId, session.sha1!, session.size);
+    const change: Partial<UploadRow> = provable ? challengeFields(session.size) : { mode: 'chunks', challenge_nonce: null };
+    if (!provable) await this.deps.staging.ensure(session.id, session.size);
     await this.deps.uploads.update(session.id, change);
     return { ...session, ...change };
   }

@@ -43,7 +43,7 @@ export function uploadRaw(client: ApiClient, filenameParam: string, bytes: Buffe
   const parts: RawPart[] = Object.entries(fields).map(([name, value]) => ({ disposition: `form-data; name="${name}"`, body: value }));
   parts.push({ disposition: `form-data; name="file"; ${filenameParam}`, contentType: 'application/octet-stream', body: bytes });
   const { body, headers } = rawMultipart(parts);
-  return client.request('POST', '/api/files', { body, headers });
+  return client.request('POST', '/api/files', { body: new Uint8Array(body), headers });
 }
 
 /** Every regular file below `dir` (relative paths), or [] when `dir` does not exist. */
