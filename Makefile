@@ -29,7 +29,9 @@ run: build
 run-cluster: build
 	./scripts/run-cluster.sh
 
+# vitest does not type-check; tsc over sources and tests first, so a type error fails the run
 test: node_modules
+	npx tsc -p tsconfig.test.json
 	npx vitest run $(VITEST_ARGS)
 
 services:
@@ -39,7 +41,7 @@ services-stop:
 	./scripts/services/down.sh
 
 bench: build
-	node bench/run.mjs
+	node bench/run.mjs $(BENCH_MODE)
 
 clean:
 	rm -rf dist

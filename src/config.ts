@@ -64,3 +64,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   return Object.freeze({ ...config, DATA_DIR: path.resolve(config.DATA_DIR) });
 }
+
+/** loadConfig for a program's entry point: a bad value ends the process with one line naming it. */
+export function loadConfigOrExit(program: string): Config {
+  try {
+    return loadConfig();
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    process.stderr.write(`${program}: ${error.message}\n`);
+    process.exit(1);
+  }
+}

@@ -1,22 +1,13 @@
 import type { Server } from 'node:http';
 import { pino } from 'pino';
 import { buildApp } from './app.js';
-import { ConfigError, loadConfig } from './config.js';
+import { loadConfigOrExit } from './config.js';
 import { Metrics } from './http/metrics.js';
 import { openServices } from './wiring.js';
 import { runJobs } from '../workers/schedules.js';
 
 async function main(): Promise<void> {
-  let config;
-  try {
-    config = loadConfig();
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`filestore: ${error.message}\n`);
-      process.exit(1);
-    }
-    throw error;
-  }
+  const config = loadConfigOrExit('filestore');
   const logger = pino({ level: config.LOG_LEVEL });
   const services = await openServices(config, logger);
   const metrics = new Metrics(() => services.jobs.stats());

@@ -1,22 +1,13 @@
 import http from 'node:http';
 import { pino } from 'pino';
-import { ConfigError, loadConfig } from '../src/config.js';
+import { loadConfigOrExit } from '../src/config.js';
 import { Metrics } from '../src/http/metrics.js';
 import { openServices } from '../src/wiring.js';
 import { runJobs } from './schedules.js';
 
 /** The cluster profile's worker process: consumes the transfer, verify and gc queues (BullMQ). */
 async function main(): Promise<void> {
-  let config;
-  try {
-    config = loadConfig();
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`filestore-worker: ${error.message}\n`);
-      process.exit(1);
-    }
-    throw error;
-  }
+  const config = loadConfigOrExit('filestore-worker');
   if (config.FILESTORE_PROFILE !== 'cluster') {
     process.stderr.write('filestore-worker: the embedded profile runs its jobs inside the API process; set FILESTORE_PROFILE=cluster\n');
     process.exit(1);

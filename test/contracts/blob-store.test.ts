@@ -11,32 +11,50 @@ import { LocalBlobStore } from '../../src/storage/blob-store.local.js';
 import { S3BlobStore, createS3Client } from '../../src/storage/blob-store.s3.js';
 import { SERVICE_DEFAULTS, servicesAvailable } from '../support/services.js';
 
-/** One adapter: a store, a scratch dir on the filesystem its `adopt` expects files on, and cleanup. */
+/**
+ * One adapter: a store, a scratch dir for source files, how bytes get into it (the landing tier adopts
+ * a finished file; the archive tier stores a verified stream, removing nothing), and cleanup.
+ */
 interface Opened {
   store: BlobStore;
   scratchDir: string;
+  put(source: string, key: string): Promise<string>;
   close(): Promise<void>;
 }
+
+const sha1Of = (bytes: Buffer) => createHash('sha1').update(bytes).digest('hex');
 
 async function openLocal(): Promise<Opened> {
   const dataDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'filestore-blob-contract-'));
   const scratchDir = path.join(dataDir, 'tmp');
   await fsp.mkdir(scratchDir);
-  return { store: new LocalBlobStore(dataDir), scratchDir, close: () => fsp.rm(dataDir, { recursive: true, force: true }) };
+  const store = new LocalBlobStore(dataDir);
+  return {
+    store,
+    scratchDir,
+    put: async (source) => store.adopt(source, sha1Of(await fsp.readFile(source))),
+    close: () => fsp.rm(dataDir, { recursive: true, force: true }),
+  };
 }
 
 async function openS3(): Promise<Opened> {
   const scratchDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'filestore-blob-contract-s3-'));
   const client = createS3Client({
     endpoint: SERVICE_DEFAULTS.S3_ENDPOINT,
-    bucket: SERVICE_DEFAULTS.S3_BUCKET,
     accessKeyId: SERVICE_DEFAULTS.S3_ACCESS_KEY,
     secretAccessKey: SERVICE_DEFAULTS.S3_SECRET_KEY,
     region: SERVICE_DEFAULTS.S3_REGION,
   });
+  const store = new S3BlobStore(client, SERVICE_DEFAULTS.S3_BUCKET);
   return {
-    store: new S3BlobStore(client, SERVICE_DEFAULTS.S3_BUCKET),
+    store,
     scratchDir,
+    put: async (source, key) => {
+      const bytes = await fsp.readFile(source);
+      const location = await store.store(fs.createReadStream(source), key, { size: bytes.length, sha1: sha1Of(bytes) });
+      await fsp.rm(source);
+      return location;
+    },
     close: async () => (client.destroy(), await fsp.rm(scratchDir, { recursive: true, force: true })),
   };
 }
@@ -73,9 +91,8 @@ for (const adapter of adapters) {
     async function adopt(bytes: Buffer): Promise<{ location: string; source: string }> {
       const source = path.join(opened.scratchDir, randomUUID());
       await fsp.writeFile(source, bytes);
-      // random salt in the hash: runs sharing the bucket never collide on a key
-      const sha1 = createHash('sha1').update(bytes).update(randomBytes(8)).digest('hex');
-      const location = await store.adopt(source, sha1);
+      // random key: runs sharing the bucket never collide
+      const location = await opened.put(source, `contract/${sha1Of(bytes)}/${randomUUID()}`);
       adopted.push(location);
       return { location, source };
     }
@@ -86,7 +103,7 @@ for (const adapter of adapters) {
       await expect(store.ping()).resolves.toBeUndefined();
     });
 
-    it('adopts a file: the source path is gone and the blob reads back byte for byte', async () => {
+    it('takes a file in: the source path is gone and the blob reads back byte for byte', async () => {
       const bytes = randomBytes(300_000);
       const { location, source } = await adopt(bytes);
       expect(typeof location).toBe('string');

@@ -149,7 +149,7 @@ for (const adapter of adapters) {
       const id = await db.transaction(null, (trx) => blobs.insert(trx, blob));
       const error = await rejection(db.transaction(null, (trx) => blobs.insert(trx, { ...blob, location: 'b' })));
       expect(isUniqueViolation(error)).toBe(true);
-      await db.write(null, (knex) => blobs.markAvailable(knex, id, 's3', 'blobs/x', now()));
+      expect(await db.write(null, (knex) => blobs.revive(knex, { ...blob, id }, 's3', 'blobs/x', now()))).toBe(true);
       const found = await db.readPrimary((knex) => blobs.findBySha1(knex, sha1));
       expect(found).toMatchObject({ id, sha1, size: 3, tier: 's3', location: 'blobs/x', status: 'available' });
     });

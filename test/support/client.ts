@@ -32,7 +32,7 @@ export class ApiClient {
   upload(path: string, file: { name: string; bytes: Buffer }, fields: Record<string, string> = {}) {
     const form = new FormData();
     for (const [key, value] of Object.entries(fields)) form.append(key, value);
-    form.append('file', new Blob([file.bytes]), file.name);
+    form.append('file', new Blob([new Uint8Array(file.bytes)]), file.name);
     return this.request('POST', path, { body: form });
   }
 

@@ -11,7 +11,7 @@ export const chunkOf = (source: Buffer, chunkSize: number, index: number): Buffe
 
 export function putChunk(client: ApiClient, uploadId: string, index: number | string, body: Buffer, headers: Record<string, string> = {}) {
   return client.request('PUT', `/api/uploads/${uploadId}/chunks/${index}`, {
-    body: new Uint8Array(body.buffer, body.byteOffset, body.length),
+    body: new Uint8Array(body), // a copy: fetch's BodyInit wants a plain ArrayBuffer view
     headers: { 'content-type': 'application/octet-stream', ...headers },
   });
 }
