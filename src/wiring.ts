@@ -1,6 +1,5 @@
 import { MemoryLocker } from '@tus/server';
 import type { Locker } from '@tus/utils';
-import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { AdminService } from './admin/admin.service.js';
 import { AccessTokens } from './auth/access-tokens.js';
@@ -8,7 +7,6 @@ import { AuthService } from './auth/auth.service.js';
 import { loadSigningKey } from './auth/secrets.js';
 import type { Cache } from './cache/cache.js';
 import { MemoryCache } from './cache/cache.memory.js';
-import { RedisCache } from './cache/cache.redis.js';
 import type { Config } from './config.js';
 import { BlobsRepository } from './db/blobs.repository.js';
 import { Database } from './db/database.js';
@@ -23,19 +21,16 @@ import { ContentStore } from './files/content-store.js';
 import { FileService } from './files/file.service.js';
 import { FolderService } from './files/folder.service.js';
 import type { HealthCheck } from './http/health.routes.js';
-import { BullJobQueue } from './jobs/job-queue.bullmq.js';
 import type { JobQueue } from './jobs/job-queue.js';
 import { SqlJobQueue } from './jobs/job-queue.sql.js';
 import { LocalBlobStore } from './storage/blob-store.local.js';
-import { S3BlobStore, createS3Client } from './storage/blob-store.s3.js';
+import type { S3BlobStore } from './storage/blob-store.s3.js';
 import { TempFiles } from './storage/temp-file.js';
 import type { ChunkTracker } from './upload/chunk-tracker.js';
-import { RedisChunkTracker } from './upload/chunk-tracker.redis.js';
 import { SqlChunkTracker } from './upload/chunk-tracker.sql.js';
 import { PrefixHashers } from './upload/prefix-hasher.js';
 import { UploadStaging } from './upload/staging.js';
 import { TusEndpoint } from './upload/tus-endpoint.js';
-import { RedisLocker } from './upload/tus-locker.redis.js';
 import { UploadCompletion } from './upload/upload-completion.js';
 import { UploadService } from './upload/upload.service.js';
 
@@ -84,7 +79,17 @@ function openEmbedded(config: Config, logger: Logger): ProfileParts {
   };
 }
 
-function openCluster(config: Config, logger: Logger): ProfileParts {
+/** Cluster adapters are loaded only here: the embedded profile never pays for the S3 SDK, ioredis or BullMQ. */
+async function openCluster(config: Config, logger: Logger): Promise<ProfileParts> {
+  const [{ Redis }, { RedisCache }, { RedisChunkTracker }, { RedisLocker }, { BullJobQueue }, { S3BlobStore, createS3Client }] =
+    await Promise.all([
+      import('ioredis'),
+      import('./cache/cache.redis.js'),
+      import('./upload/chunk-tracker.redis.js'),
+      import('./upload/tus-locker.redis.js'),
+      import('./jobs/job-queue.bullmq.js'),
+      import('./storage/blob-store.s3.js'),
+    ]);
   const primary = openMysql(config.DB_PRIMARY_URL!, { connectTimeoutMs: 5000, poolMax: 10, logger });
   const replica = openMysql(config.DB_REPLICA_URL!, { connectTimeoutMs: 1500, poolMax: 10, logger });
   const redis = new Redis(config.REDIS_URL!, { maxRetriesPerRequest: 2 });
@@ -112,7 +117,7 @@ function openCluster(config: Config, logger: Logger): ProfileParts {
 }
 
 export async function openServices(config: Config, logger: Logger): Promise<Services> {
-  const profile = config.FILESTORE_PROFILE === 'embedded' ? openEmbedded(config, logger) : openCluster(config, logger);
+  const profile = config.FILESTORE_PROFILE === 'embedded' ? openEmbedded(config, logger) : await openCluster(config, logger);
   const { db, cache, tracker, locker, jobs, s3 } = profile;
   await migrateToLatest(db.primary);
   const users = new UsersRepository(db);
@@ -154,6 +159,7 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
     admin: new AdminService({ db, users, jobs, adminUsernames: config.ADMIN_USERS }),
     healthChecks: { db: () => db.ping(), disk: () => local.ping(), ...profile.extraChecks },
     async close() {
+      await hashers.close();
       await profile.close();
       await Promise.allSettled([db.close(), cache.close()]);
     },
