@@ -21,6 +21,8 @@ async function main(): Promise<void> {
   // Uploads of many GiB take minutes: no whole-request timeout, only a limit on idle sockets.
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;
+  // longer than clients keep idle sockets (fetch: ~5 s), so a request never lands on a closing one
+  server.keepAliveTimeout = 65_000;
   const shutdown = (signal: string) => {
     logger.info({ signal }, 'shutting down');
     server.close(() => void services.close().then(() => process.exit(0)));

@@ -42,6 +42,9 @@ export async function startApp(
   // with jobs: this process also runs the queues, as the embedded profile's main and the workers do
   if (options.jobs) await runJobs(services);
   const server = buildApp(services).listen(0, '127.0.0.1');
+  // fetch keeps idle sockets for about as long as Node's default 5 s server keep-alive; under load it
+  // sometimes sends a request on one the server is just closing (ECONNRESET). close() ends idle sockets.
+  server.keepAliveTimeout = 60_000;
   await new Promise((resolve) => server.once('listening', resolve));
   const { port } = server.address() as AddressInfo;
   return {

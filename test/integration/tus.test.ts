@@ -1,0 +1,188 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { Upload, type DetailedError, type UploadOptions } from 'tus-js-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { availableProfiles, startApp, type RunningApp } from '../support/app.js';
+import { newUser, sha1 } from '../support/files.js';
+import { MiB } from '../support/uploads.js';
+
+const profiles = await availableProfiles('tus');
+
+type User = Awaited<ReturnType<typeof newUser>>;
+const TUS = { 'tus-resumable': '1.0.0' };
+const base64Sha1 = (bytes: Buffer) => createHash('sha1').update(bytes).digest('base64');
+
+/** Runs a tus-js-client upload of `bytes` as `user`; resolves with the upload URL, rejects with the client's error. */
+function tusUpload(app: RunningApp, user: User, bytes: Buffer, options: Partial<UploadOptions> = {}) {
+  let upload!: Upload;
+  const done = new Promise<string>((resolve, reject) => {
+    upload = new Upload(bytes, {
+      endpoint: `${app.baseUrl}/api/tus`,
+      headers: { authorization: `Bearer ${user.token}` },
+      chunkSize: MiB,
+      retryDelays: null,
+      ...options,
+      onSuccess: () => resolve(upload.url!),
+      onError: reject,
+    });
+    upload.start();
+  });
+  return { upload, done };
+}
+
+describe.each(profiles)('tus uploads (%s profile)', (profile) => {
+  let app: RunningApp;
+  beforeAll(async () => {
+    app = await startApp(profile);
+  });
+  afterAll(async () => {
+    await app?.close();
+  });
+
+  const tus = (user: User, method: string, url: string, headers: Record<string, string> = {}, body?: Buffer) =>
+    fetch(url, { method, headers: { ...TUS, authorization: `Bearer ${user.token}`, ...headers }, body: body && new Uint8Array(body) });
+  const listed = async (user: User, folder: string) => (await user.get(`/api/files?folder=${encodeURIComponent(folder)}`)).json?.files ?? [];
+  const downloaded = async (user: User, folder: string, name: string) => {
+    const file = (await listed(user, folder)).find((f: { name: string }) => f.name === name);
+    return file ? (await user.get(`/api/files/${file.id}/content`)).bytes : undefined;
+  };
+  /** A tus upload created by hand (no bytes yet); returns its URL. */
+  const create = async (user: User, size: number, filename: string) => {
+    const created = await tus(user, 'POST', `${app.baseUrl}/api/tus`, {
+      'upload-length': String(size),
+      'upload-metadata': `filename ${Buffer.from(filename).toString('base64')},folder ${Buffer.from('/raw').toString('base64')}`,
+    });
+    expect(created.status).toBe(201);
+    return new URL(created.headers.get('location')!, app.baseUrl).toString();
+  };
+  const offsetOf = async (user: User, url: string) => (await tus(user, 'HEAD', url)).headers.get('upload-offset');
+
+  it('uploads with tus-js-client and metadata: the file is listed in its folder with the same bytes', async () => {
+    const alice = await newUser(app);
+    const bytes = randomBytes(3 * MiB + 4321);
+    const { done } = tusUpload(app, alice, bytes, { metadata: { filename: 'movie.bin', folder: '/tus', sha1: sha1(bytes) } });
+    const url = await done;
+    expect(url).toMatch(/\/api\/tus\/[0-9a-f]{32}$/);
+    const files = await listed(alice, '/tus');
+    expect(files).toEqual([expect.objectContaining({ name: 'movie.bin', folder: '/tus', size: bytes.length, sha1: sha1(bytes) })]);
+    expect((await downloaded(alice, '/tus', 'movie.bin'))!.equals(bytes)).toBe(true);
+  });
+
+  it('resumes an aborted upload from its stored URL at the offset the server kept, and completes with the same bytes', async () => {
+    const alice = await newUser(app);
+    const bytes = randomBytes(5 * MiB + 99);
+    let first!: Upload;
+    const aborted = new Promise<void>((resolve, reject) => {
+      const started = tusUpload(app, alice, bytes, {
+        metadata: { filename: 'resumed.bin', folder: '/tus' },
+        onChunkComplete: (_size, accepted) => {
+          if (accepted >= 2 * MiB) void first.abort().then(resolve, reject);
+        },
+      });
+      first = started.upload;
+      started.done.then(() => reject(new Error('finished before the abort')), reject);
+    });
+    await aborted;
+    const url = first.url!;
+    const kept = Number(await offsetOf(alice, url));
+    expect(kept).toBeGreaterThanOrEqual(2 * MiB);
+    expect(kept).toBeLessThan(bytes.length);
+    expect(await listed(alice, '/tus')).toEqual([]);
+
+    const patchOffsets: string[] = [];
+    const resumed = tusUpload(app, alice, bytes, {
+      uploadUrl: url,
+      metadata: { filename: 'resumed.bin', folder: '/tus' },
+      onBeforeRequest: (req) => {
+        if (req.getMethod() === 'PATCH') patchOffsets.push(req.getHeader('Upload-Offset') ?? '');
+      },
+    });
+    expect(await resumed.done).toBe(url);
+    expect(patchOffsets[0]).toBe(String(kept));
+    expect((await downloaded(alice, '/tus', 'resumed.bin'))!.equals(bytes)).toBe(true);
+  });
+
+  it('refuses an upload whose bytes do not match its sha1 metadata and links nothing', async () => {
+    const alice = await newUser(app);
+    const bytes = randomBytes(2 * MiB);
+    const { upload, done } = tusUpload(app, alice, bytes, { metadata: { filename: 'liar.bin', folder: '/tus', sha1: sha1(randomBytes(8)) } });
+    const error = (await done.then(() => null, (e: DetailedError) => e))!;
+    expect(error).not.toBeNull();
+    expect(error.originalResponse?.getStatus()).toBe(422);
+    expect(await listed(alice, '/tus')).toEqual([]);
+    expect(await app.services.db.primary('user_files').where({ user_id: alice.userId })).toHaveLength(0);
+    expect((await tus(alice, 'HEAD', upload.url!)).status).toBe(404);
+  });
+
+  it("answers 404 to another user's HEAD, PATCH and DELETE on an upload URL, and leaves the upload alone", async () => {
+    const alice = await newUser(app);
+    const mallory = await newUser(app);
+    const bytes = randomBytes(256 * 1024);
+    const url = await create(alice, bytes.length, 'private.bin');
+    const half = bytes.subarray(0, bytes.length / 2);
+    expect((await tus(alice, 'PATCH', url, { 'upload-offset': '0', 'content-type': 'application/offset+octet-stream' }, half)).status).toBe(204);
+
+    expect((await tus(mallory, 'HEAD', url)).status).toBe(404);
+    const patch = await tus(mallory, 'PATCH', url, { 'upload-offset': String(half.length), 'content-type': 'application/offset+octet-stream' }, bytes.subarray(half.length));
+    expect(patch.status).toBe(404);
+    const checksummed = await tus(mallory, 'PATCH', url, {
+      'upload-offset': String(half.length),
+      'content-type': 'application/offset+octet-stream',
+      'upload-checksum': `sha1 ${base64Sha1(bytes.subarray(half.length))}`,
+    }, bytes.subarray(half.length));
+    expect(checksummed.status).toBe(404);
+    expect((await tus(mallory, 'DELETE', url)).status).toBe(404);
+
+    expect(await offsetOf(alice, url)).toBe(String(half.length));
+    expect((await tus(alice, 'PATCH', url, { 'upload-offset': String(half.length), 'content-type': 'application/offset+octet-stream' }, bytes.subarray(half.length))).status).toBe(204);
+    expect((await downloaded(alice, '/raw', 'private.bin'))!.equals(bytes)).toBe(true);
+    expect(await listed(mallory, '/raw')).toEqual([]);
+  });
+
+  it('shows a finished upload at Upload-Offset = Upload-Length; DELETE answers 204 and the linked file remains', async () => {
+    const alice = await newUser(app);
+    const bytes = randomBytes(MiB + 5);
+    const url = await tusUpload(app, alice, bytes, { metadata: { filename: 'kept.bin', folder: '/tus' } }).done;
+    const head = await tus(alice, 'HEAD', url);
+    expect(head.status).toBe(200);
+    expect(head.headers.get('upload-offset')).toBe(String(bytes.length));
+    expect(head.headers.get('upload-length')).toBe(String(bytes.length));
+
+    expect((await tus(alice, 'DELETE', url)).status).toBe(204);
+    expect((await tus(alice, 'HEAD', url)).status).toBe(404);
+    expect((await downloaded(alice, '/tus', 'kept.bin'))!.equals(bytes)).toBe(true);
+  });
+
+  it('checks Upload-Checksum on PATCH: a mismatch answers 460 and keeps the offset, a match answers 204', async () => {
+    const alice = await newUser(app);
+    const bytes = randomBytes(300_000);
+    const url = await create(alice, bytes.length, 'checked.bin');
+    const patch = (offset: number, body: Buffer, digest: string) =>
+      tus(alice, 'PATCH', url, { 'upload-offset': String(offset), 'content-type': 'application/offset+octet-stream', 'upload-checksum': `sha1 ${digest}` }, body);
+    const [head, tail] = [bytes.subarray(0, 100_000), bytes.subarray(100_000)];
+
+    const wrong = await patch(0, head, base64Sha1(tail));
+    expect(wrong.status).toBe(460);
+    expect(await offsetOf(alice, url)).toBe('0');
+    const right = await patch(0, head, base64Sha1(head));
+    expect(right.status).toBe(204);
+    expect(right.headers.get('upload-offset')).toBe(String(head.length));
+
+    const garbled = Buffer.from(tail);
+    garbled[0] = garbled[0]! ^ 0xff;
+    expect((await patch(head.length, garbled, base64Sha1(tail))).status).toBe(460);
+    expect(await offsetOf(alice, url)).toBe(String(head.length));
+    const last = await patch(head.length, tail, base64Sha1(tail));
+    expect(last.status).toBe(204);
+    expect(last.headers.get('upload-offset')).toBe(String(bytes.length));
+    expect((await downloaded(alice, '/raw', 'checked.bin'))!.equals(bytes)).toBe(true);
+  });
+
+  it('advertises the checksum extension and sha1 on OPTIONS', async () => {
+    const alice = await newUser(app);
+    const options = await tus(alice, 'OPTIONS', `${app.baseUrl}/api/tus`);
+    expect(options.status).toBe(204);
+    expect(options.headers.get('tus-version')).toContain('1.0.0');
+    expect(options.headers.get('tus-extension')!.split(',').map((s) => s.trim())).toEqual(expect.arrayContaining(['creation', 'termination', 'checksum']));
+    expect(options.headers.get('tus-checksum-algorithm')!.split(',').map((s) => s.trim())).toContain('sha1');
+  });
+});

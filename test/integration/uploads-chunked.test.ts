@@ -1,0 +1,271 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import fsp from 'node:fs/promises';
+import http from 'node:http';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { availableProfiles, startApp, type RunningApp } from '../support/app.js';
+import { EMPTY_SHA1, expectErrorBody, newUser, sha1 } from '../support/files.js';
+import { KiB, MiB, chunkOf, complete, putChunk, putChunks, shuffled, uploadChunked } from '../support/uploads.js';
+
+const profiles = await availableProfiles('chunked uploads');
+const CHUNK = 256 * KiB;
+
+describe.each(profiles)('chunked uploads (%s profile)', (profile) => {
+  let app: RunningApp;
+  beforeAll(async () => {
+    app = await startApp(profile);
+  });
+  afterAll(async () => {
+    await app?.close();
+  });
+
+  const db = () => app.services.db.primary;
+  const linksOf = (userId: string) => db()('user_files').where({ user_id: userId });
+  const create = (client: Awaited<ReturnType<typeof newUser>>, body: Record<string, unknown>) => client.post('/api/uploads', body);
+
+  it('reassembles shuffled chunks PUT four at a time into exactly the source bytes', async () => {
+    const alice = await newUser(app);
+    const source = randomBytes(10 * CHUNK + 1234);
+    const { created, completed } = await uploadChunked(alice, source, { name: 'big.bin', folder: '/docs', chunkSize: CHUNK });
+    expect(created.json).toMatchObject({ mode: 'chunks', chunkSize: CHUNK, chunkCount: 11, missing: [...Array(11).keys()] });
+    expect(created.json.uploadId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(completed.status).toBe(201);
+    expect(completed.json).toMatchObject({ name: 'big.bin', folder: '/docs', size: source.length, sha1: sha1(source) });
+    expect(completed.json.id).toBeTypeOf('string');
+    expect(new Date(completed.json.createdAt).toISOString()).toBe(completed.json.createdAt);
+    const content = await alice.get(`/api/files/${completed.json.id}/content`);
+    expect(content.status).toBe(200);
+    expect(content.bytes.equals(source)).toBe(true);
+  });
+
+  it('reports exactly the missing chunks on GET, gives the same session back on a repeated create, and shrugs off a duplicate chunk', async () => {
+    const alice = await newUser(app);
+    const source = randomBytes(6 * CHUNK);
+    const body = { name: 'resume.bin', size: source.length, sha1: sha1(source), chunkSize: CHUNK };
+    const created = await create(alice, body);
+    expect(created.status).toBe(201);
+    const id = created.json.uploadId as string;
+    await putChunks(alice, id, source, CHUNK, [0, 2, 5]);
+    // the same chunk again, with the same bytes: still 204, still counted once
+    expect((await putChunk(alice, id, 2, chunkOf(source, CHUNK, 2))).status).toBe(204);
+
+    const state = await alice.get(`/api/uploads/${id}`);
+    expect(state.status).toBe(200);
+    expect(state.json).toMatchObject({ uploadId: id, name: 'resume.bin', size: source.length, chunkSize: CHUNK, chunkCount: 6, received: 3, missing: [1, 3, 4], state: 'receiving' });
+    const again = await create(alice, body);
+    expect(again.status).toBe(201);
+    expect(again.json).toMatchObject({ uploadId: id, mode: 'chunks', missing: [1, 3, 4] });
+
+    await putChunks(alice, id, source, CHUNK, [1, 3, 4]);
+    const completed = await complete(alice, id);
+    expect(completed.status).toBe(201);
+    expect((await alice.get(`/api/files/${completed.json.id}/content`)).bytes.equals(source)).toBe(true);
+    const done = await alice.get(`/api/uploads/${id}`);
+    expect(done.json).toMatchObject({ state: 'complete', missing: [], file: { id: completed.json.id } });
+  });
+
+  it('stores a chunk sent with Content-Type application/json as raw bytes', async () => {
+    const alice = await newUser(app);
+    const source = Buffer.from(JSON.stringify({ hello: 'world', pad: 'x'.repeat(3000) }));
+    const created = await create(alice, { name: 'data.json', size: source.length });
+    expect(created.json.chunkCount).toBe(1);
+    const put = await putChunk(alice, created.json.uploadId, 0, source, { 'content-type': 'application/json' });
+    expect(put.status).toBe(204);
+    const completed = await complete(alice, created.json.uploadId);
+    expect(completed.status).toBe(201);
+    expect(completed.json.sha1).toBe(sha1(source));
+    expect((await alice.get(`/api/files/${completed.json.id}/content`)).bytes.equals(source)).toBe(true);
+  });
+
+  it('answers 400 to chunks of the wrong length and to indexes out of range, and those chunks stay missing', async () => {
+    const alice = await newUser(app);
+    const source = randomBytes(2 * CHUNK + 100);
+    const id = (await create(alice, { name: 'lengths.bin', size: source.length, chunkSize: CHUNK })).json.uploadId as string;
+    const full = chunkOf(source, CHUNK, 0);
+    for (const [index, bytes] of [
+      [0, full.subarray(0, CHUNK - 1)],
+      [0, Buffer.concat([full, Buffer.from([1])])],
+      [0, Buffer.alloc(0)],
+      [2, source.subarray(0, CHUNK)], // the last chunk is only 100 bytes long
+      [3, full],
+      [-1, full],
+      ['1.5', full],
+      ['x', full],
+    ] as const) {
+      const answer = await putChunk(alice, id, index, bytes);
+      expect({ index, length: bytes.length, status: answer.status }).toEqual({ index, length: bytes.length, status: 400 });
+      expectErrorBody(answer.json);
+    }
+    expect((await alice.get(`/api/uploads/${id}`)).json).toMatchObject({ received: 0, missing: [0, 1, 2] });
+  });
+
+  it('answers 400 to an over-long chunk and keeps its keep-alive connection usable for the next request', async () => {
+    const alice = await newUser(app);
+    const id = (await create(alice, { name: 'overlong.bin', size: 2 * CHUNK, chunkSize: CHUNK })).json.uploadId as string;
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const send = (method: string, path: string, body = Buffer.alloc(0)) =>
+      new Promise<number>((resolve, reject) => {
+        const headers = { authorization: `Bearer ${alice.token}`, 'content-length': String(body.length) };
+        const req = http.request(app.baseUrl + path, { method, agent, headers, timeout: 5000 }, (res) => {
+          res.resume().on('end', () => resolve(res.statusCode!));
+        });
+        req.on('timeout', () => req.destroy(new Error(`${method} ${path}: no answer within 5 s`)));
+        req.on('error', reject);
+        req.end(body);
+      });
+    try {
+      expect(await send('PUT', `/api/uploads/${id}/chunks/0`, randomBytes(4 * CHUNK))).toBe(400);
+      expect(await send('GET', `/api/uploads/${id}`)).toBe(200);
+      expect(await send('PUT', `/api/uploads/${id}/chunks/1`, randomBytes(CHUNK))).toBe(204);
+    } finally {
+      agent.destroy();
+    }
+  });
+
+  it('answers 400 to a chunkSize outside 256 KiB–64 MiB', async () => {
+    const alice = await newUser(app);
+    for (const chunkSize of [256 * KiB - 1, 64 * MiB + 1, 0, -CHUNK]) {
+      expect((await create(alice, { name: 'c.bin', size: 10 * MiB, chunkSize })).status).toBe(400);
+    }
+    expect((await create(alice, { name: 'c.bin', size: 10 * MiB, chunkSize: 64 * MiB })).status).toBe(201);
+    expect((await create(alice, { name: 'd.bin', size: 10 * MiB, chunkSize: 256 * KiB })).status).toBe(201);
+  });
+
+  it('answers 422 to a chunk that does not match its X-Chunk-Sha1 and keeps it missing', async () => {
+    const alice = await newUser(app);
+    const source = randomBytes(2 * CHUNK);
+    const id = (await create(alice, { name: 'checked.bin', size: source.length, chunkSize: CHUNK })).json.uploadId as string;
+    const chunk = chunkOf(source, CHUNK, 1);
+    const wrong = await putChunk(alice, id, 1, chunk, { 'x-chunk-sha1': sha1(chunkOf(source, CHUNK, 0)) });
+    expect(wrong.status).toBe(422);
+    expect(expectErrorBody(wrong.json).code).toBe('chunk_hash_mismatch');
+    expect((await alice.get(`/api/uploads/${id}`)).json).toMatchObject({ received: 0, missing: [0, 1] });
+    expect((await putChunk(alice, id, 1, chunk, { 'x-chunk-sha1': sha1(chunk) })).status).toBe(204);
+    expect((await alice.get(`/api/uploads/${id}`)).json).toMatchObject({ received: 1, missing: [0] });
+  });
+
+  it('keeps a received chunk intact when it is sent again with a wrong X-Chunk-Sha1 or a wrong length', async () => {
+    const alice = await newUser(app);
+    const source = randomBytes(2 * CHUNK);
+    const id = (await create(alice, { name: 'retry.bin', size: source.length, chunkSize: CHUNK })).json.uploadId as string;
+    const good = chunkOf(source, CHUNK, 0);
+    await putChunks(alice, id, source, CHUNK, [0, 1]);
+    const garbled = randomBytes(CHUNK);
+    expect((await putChunk(alice, id, 0, garbled, { 'x-chunk-sha1': sha1(good) })).status).toBe(422);
+    expect((await putChunk(alice, id, 0, garbled.subarray(1))).status).toBe(400);
+    expect((await putChunk(alice, id, 0, Buffer.concat([garbled, garbled]))).status).toBe(400);
+    expect((await alice.get(`/api/uploads/${id}`)).json).toMatchObject({ received: 2, missing: [] });
+    const completed = await complete(alice, id);
+    expect(completed.status).toBe(201);
+    expect(completed.json.sha1).toBe(sha1(source));
+    expect((await alice.get(`/api/files/${completed.json.id}/content`)).bytes.equals(source)).toBe(true);
+  });
+
+  it('answers 409 with a top-level missing list when completing early, then 201, then 200 with the same file', async () => {
+    const alice = await newUser(app);
+    const source = randomBytes(4 * CHUNK);
+    const id = (await create(alice, { name: 'twice.bin', size: source.length, chunkSize: CHUNK })).json.uploadId as string;
+    await putChunks(alice, id, source, CHUNK, [1, 3]);
+    const early = await alice.post(`/api/uploads/${id}/complete`);
+    expect(early.status).toBe(409);
+    expect(early.json.missing).toEqual([0, 2]);
+    expectErrorBody(early.json);
+
+    await putChunks(alice, id, source, CHUNK, [0, 2]);
+    const first = await complete(alice, id);
+    expect(first.status).toBe(201);
+    const second = await alice.post(`/api/uploads/${id}/complete`);
+    expect(second.status).toBe(200);
+    expect(second.json).toEqual(first.json);
+    expect(await linksOf(alice.userId)).toHaveLength(1);
+  });
+
+  it('answers 422 when the bytes do not match the declared sha1, links nothing, and keeps answering 422', async () => {
+    const alice = await newUser(app);
+    const source = randomBytes(3 * CHUNK);
+    const declared = sha1(randomBytes(16));
+    const id = (await create(alice, { name: 'liar.bin', size: source.length, sha1: declared, chunkSize: CHUNK })).json.uploadId as string;
+    await putChunks(alice, id, source, CHUNK, [0, 1, 2]);
+    const verdict = await complete(alice, id);
+    expect(verdict.status).toBe(422);
+    expect(expectErrorBody(verdict.json).code).toBe('hash_mismatch');
+    expect(await linksOf(alice.userId)).toHaveLength(0);
+    expect(await db()('files').whereIn('sha1', [sha1(source), declared])).toHaveLength(0);
+    expect((await alice.get('/api/files')).json.files).toEqual([]);
+    expect((await alice.post(`/api/uploads/${id}/complete`)).status).toBe(422);
+    expect((await complete(alice, id)).status).toBe(422);
+    expect(await linksOf(alice.userId)).toHaveLength(0);
+  });
+
+  it('cancels with DELETE → 204, after which the session answers 404 and its staged bytes are gone', async () => {
+    const alice = await newUser(app);
+    const source = randomBytes(2 * CHUNK);
+    const id = (await create(alice, { name: 'gone.bin', size: source.length, chunkSize: CHUNK })).json.uploadId as string;
+    await putChunks(alice, id, source, CHUNK, [0]);
+    expect((await alice.request('DELETE', `/api/uploads/${id}`)).status).toBe(204);
+    expect((await alice.get(`/api/uploads/${id}`)).status).toBe(404);
+    expect((await putChunk(alice, id, 1, chunkOf(source, CHUNK, 1))).status).toBe(404);
+    expect((await alice.post(`/api/uploads/${id}/complete`)).status).toBe(404);
+    expect((await alice.request('DELETE', `/api/uploads/${id}`)).status).toBe(404);
+    const staged = await fsp.readdir(path.join(app.dataDir, 'uploads')).catch(() => [] as string[]);
+    expect(staged.filter((name) => name.startsWith(id))).toEqual([]);
+  });
+
+  it("answers 404 to every upload route for another user's, an unknown and a malformed upload id", async () => {
+    const alice = await newUser(app);
+    const mallory = await newUser(app);
+    const source = randomBytes(CHUNK);
+    const id = (await create(alice, { name: 'mine.bin', size: source.length, sha1: sha1(source), chunkSize: CHUNK })).json.uploadId as string;
+    for (const [who, target] of [[mallory, id], [alice, randomUUID()], [alice, 'not-an-id'], [alice, `${id}x`], [alice, id.toUpperCase()]] as const) {
+      const answers = [
+        await who.get(`/api/uploads/${target}`),
+        await putChunk(who, target, 0, source),
+        await who.request('PATCH', `/api/uploads/${target}`, { json: { sha1: sha1(source) } }),
+        await who.post(`/api/uploads/${target}/complete`),
+        await who.post(`/api/uploads/${target}/proof`, { proof: 'a'.repeat(64) }),
+        await who.request('DELETE', `/api/uploads/${target}`),
+      ];
+      expect({ target, statuses: answers.map((a) => a.status) }).toEqual({ target, statuses: [404, 404, 404, 404, 404, 404] });
+      for (const answer of answers) expect(expectErrorBody(answer.json).code).toBe('not_found');
+    }
+    // mallory's attempts changed nothing: alice's session is intact and still hers
+    expect((await alice.get(`/api/uploads/${id}`)).json).toMatchObject({ state: 'receiving', missing: [0] });
+  });
+
+  it('completes a 0-byte upload into an empty file', async () => {
+    const alice = await newUser(app);
+    const created = await create(alice, { name: 'empty.txt', size: 0, sha1: EMPTY_SHA1 });
+    expect(created.status).toBe(201);
+    expect(created.json).toMatchObject({ mode: 'chunks', chunkCount: 0, missing: [] });
+    const completed = await complete(alice, created.json.uploadId);
+    expect(completed.status).toBe(201);
+    expect(completed.json).toMatchObject({ name: 'empty.txt', size: 0, sha1: EMPTY_SHA1 });
+    const content = await alice.get(`/api/files/${completed.json.id}/content`);
+    expect(content.status).toBe(200);
+    expect(content.bytes.length).toBe(0);
+  });
+
+  it('accepts a sha1 declared later with PATCH and verifies the bytes against it', async () => {
+    const alice = await newUser(app);
+    const source = randomBytes(3 * CHUNK + 7);
+    const created = await create(alice, { name: 'later.bin', size: source.length, chunkSize: CHUNK });
+    const id = created.json.uploadId as string;
+    await putChunks(alice, id, source, CHUNK, shuffled([0, 1, 2]));
+    const declared = await alice.request('PATCH', `/api/uploads/${id}`, { json: { sha1: sha1(source) } });
+    expect(declared.status).toBe(201);
+    expect(declared.json).toMatchObject({ uploadId: id, mode: 'chunks', missing: [3] });
+    expect((await alice.get(`/api/uploads/${id}`)).json.sha1).toBe(sha1(source));
+    await putChunks(alice, id, source, CHUNK, [3]);
+    const completed = await complete(alice, id);
+    expect(completed.status).toBe(201);
+    expect(completed.json.sha1).toBe(sha1(source));
+
+    // a wrong sha1 declared later is caught at completion just the same
+    const other = randomBytes(CHUNK);
+    const second = (await create(alice, { name: 'later-wrong.bin', size: other.length, chunkSize: CHUNK })).json.uploadId as string;
+    expect((await alice.request('PATCH', `/api/uploads/${second}`, { json: { sha1: sha1(source) } })).status).toBe(201);
+    await putChunks(alice, second, other, CHUNK, [0]);
+    expect((await complete(alice, second)).status).toBe(422);
+    expect(await linksOf(alice.userId)).toHaveLength(1);
+  });
+});

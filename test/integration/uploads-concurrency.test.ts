@@ -1,0 +1,60 @@
+import { randomBytes } from 'node:crypto';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { availableProfiles, startApp, type RunningApp } from '../support/app.js';
+import { blobFiles, newUser, sha1 } from '../support/files.js';
+import { MiB, complete, putChunks, shuffled } from '../support/uploads.js';
+
+const profiles = await availableProfiles('concurrent uploads');
+
+describe.each(profiles)('concurrent chunked uploads of the same content (%s profile)', (profile) => {
+  let app: RunningApp;
+  beforeAll(async () => {
+    app = await startApp(profile);
+  });
+  afterAll(async () => {
+    await app?.close();
+  });
+
+  const db = () => app.services.db.primary;
+  const blobsOf = async (hash: string) => (await blobFiles(app)).filter((file) => path.basename(file).split('.')[0] === hash);
+  const staged = async () => (await fsp.readdir(path.join(app.dataDir, 'uploads')).catch(() => [] as string[])).filter((name) => name.endsWith('.part'));
+
+  it('stores ~50 MB uploaded by two users at the same time once: one files row, one blob, two user_files rows', { timeout: 180_000 }, async () => {
+    const users = [await newUser(app), await newUser(app)];
+    const source = randomBytes(50 * MiB + 12_345);
+    const hash = sha1(source);
+    const chunkSize = 4 * MiB;
+
+    // both sessions exist before either has any content, so neither is offered a proof
+    const sessions = await Promise.all(
+      users.map((user, i) => user.post('/api/uploads', { name: `same-${i}.bin`, folder: `/race-${i}`, size: source.length, sha1: hash, chunkSize })),
+    );
+    for (const session of sessions) expect(session.json).toMatchObject({ mode: 'chunks', chunkCount: 13 });
+    const ids = sessions.map((session) => session.json.uploadId as string);
+
+    await Promise.all(users.map((user, i) => putChunks(user, ids[i]!, source, chunkSize, shuffled([...Array(13).keys()]))));
+    const completed = await Promise.all(users.map((user, i) => complete(user, ids[i]!)));
+    expect(completed.map((answer) => answer.status)).toEqual([201, 201]);
+    expect(completed.map((answer) => answer.json.sha1)).toEqual([hash, hash]);
+    expect(completed[0]!.json.id).not.toBe(completed[1]!.json.id);
+
+    const rows = await db()('files').where({ sha1: hash });
+    expect(rows).toHaveLength(1);
+    expect(Number(rows[0].size)).toBe(source.length);
+    const links = await db()('user_files').where({ file_id: rows[0].id });
+    expect(links.map((row: { user_id: string }) => row.user_id).sort()).toEqual(users.map((user) => user.userId).sort());
+
+    const blobs = await blobsOf(hash);
+    expect(blobs).toHaveLength(1);
+    expect((await fsp.stat(path.join(app.dataDir, 'blobs', blobs[0]!))).size).toBe(source.length);
+    expect(await staged()).toEqual([]);
+
+    for (const [i, user] of users.entries()) {
+      const content = await user.get(`/api/files/${completed[i]!.json.id}/content`);
+      expect({ status: content.status, error: content.json?.error }).toEqual({ status: 200, error: undefined });
+      expect(content.bytes.equals(source)).toBe(true);
+    }
+  });
+});

@@ -1,0 +1,120 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fsp from 'node:fs/promises';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { availableProfiles, type ProfileName } from '../support/app.js';
+import { ApiClient } from '../support/client.js';
+import { sha1 } from '../support/files.js';
+import { SERVICE_DEFAULTS, createScratchDatabase } from '../support/services.js';
+import { MiB, chunkOf, complete, putChunks } from '../support/uploads.js';
+
+const profiles = await availableProfiles('upload crash recovery');
+const ROOT = path.resolve(import.meta.dirname, '..', '..');
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer().once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as net.AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/** The real server (`node --import tsx src/main.ts`) as a child process, resolved once it answers HTTP. */
+async function startServer(env: Record<string, string>): Promise<{ child: ChildProcess; exited: Promise<unknown> }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (data: Buffer) => (stderr += data.toString()));
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  let gone = false;
+  void exited.then(() => (gone = true));
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    if (gone) throw new Error(`server exited during start: ${stderr}`);
+    const up = await fetch(`http://127.0.0.1:${env.PORT}/healthz`).then(() => true, () => false);
+    if (up) return { child, exited };
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  child.kill('SIGKILL');
+  throw new Error(`server did not answer within 60 s: ${stderr}`);
+}
+
+/** Bytes of DATA_DIR actually allocated to the staged file (it is sparse until chunks land). */
+async function allocated(file: string): Promise<number> {
+  return (await fsp.stat(file)).blocks * 512;
+}
+
+describe.each(profiles)('an upload survives kill -9 of the server (%s profile)', (profile: ProfileName) => {
+  const cleanups: Array<() => Promise<unknown>> = [];
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
+  });
+
+  it('reports the finished chunks received and the torn one missing after a restart, then completes with the exact bytes', { timeout: 180_000 }, async () => {
+    const dataDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'filestore-crash-'));
+    cleanups.push(() => fsp.rm(dataDir, { recursive: true, force: true }));
+    const port = await freePort();
+    const env: Record<string, string> = { FILESTORE_PROFILE: profile, DATA_DIR: dataDir, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'silent' };
+    if (profile === 'cluster') {
+      const scratch = await createScratchDatabase();
+      cleanups.push(scratch.drop);
+      Object.assign(env, SERVICE_DEFAULTS, {
+        DB_PRIMARY_URL: scratch.primaryUrl,
+        DB_REPLICA_URL: scratch.replicaUrl,
+        REDIS_KEY_PREFIX: `filestore-crash:${randomBytes(4).toString('hex')}:`,
+      });
+    }
+
+    let server = await startServer(env);
+    cleanups.push(async () => {
+      server.child.kill('SIGKILL');
+      await server.exited;
+    });
+    const client = new ApiClient(`http://127.0.0.1:${port}`);
+    await client.signUp();
+    const chunkSize = 8 * MiB;
+    const source = randomBytes(4 * chunkSize + 3 * MiB);
+    const created = await client.post('/api/uploads', { name: 'survivor.bin', size: source.length, sha1: sha1(source), chunkSize });
+    expect(created.json).toMatchObject({ mode: 'chunks', chunkCount: 5 });
+    const id = created.json.uploadId as string;
+    await putChunks(client, id, source, chunkSize, [0, 1, 3]);
+
+    // chunk 2: announce all 8 MiB, send 3 MiB, and kill the server while it waits for the rest
+    const stagedFile = path.join(dataDir, 'uploads', `${id}.part`);
+    const before = await allocated(stagedFile);
+    const torn = http.request(`${client.baseUrl}/api/uploads/${id}/chunks/2`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${client.token}`, 'content-type': 'application/octet-stream', 'content-length': String(chunkSize) },
+    });
+    const tornOutcome = new Promise<string>((resolve) => {
+      torn.once('response', (res) => resolve(`answered ${res.statusCode}`));
+      torn.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
+    });
+    await new Promise<void>((resolve, reject) => torn.write(chunkOf(source, chunkSize, 2).subarray(0, 3 * MiB), (error) => (error ? reject(error) : resolve())));
+    for (const deadline = Date.now() + 5000; Date.now() < deadline && (await allocated(stagedFile)) < before + 2 * MiB; ) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(await allocated(stagedFile)).toBeGreaterThan(before); // the server was writing chunk 2 when it died
+    server.child.kill('SIGKILL');
+    await server.exited;
+    expect(await tornOutcome).not.toMatch(/^answered/);
+
+    server = await startServer(env);
+    const resumed = await client.get(`/api/uploads/${id}`);
+    expect(resumed.status).toBe(200);
+    expect(resumed.json).toMatchObject({ uploadId: id, state: 'receiving', chunkCount: 5, received: 3, missing: [2, 4] });
+
+    await putChunks(client, id, source, chunkSize, [2, 4]);
+    const completed = await complete(client, id);
+    expect(completed.status).toBe(201);
+    expect(completed.json).toMatchObject({ name: 'survivor.bin', size: source.length, sha1: sha1(source) });
+    const content = await client.get(`/api/files/${completed.json.id}/content`);
+    expect(content.status).toBe(200);
+    expect(content.bytes.equals(source)).toBe(true);
+  });
+});

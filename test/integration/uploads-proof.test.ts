@@ -1,0 +1,229 @@
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { availableProfiles, startApp, type RunningApp } from '../support/app.js';
+import { blobFiles, expectErrorBody, newUser, sha1 } from '../support/files.js';
+import { MiB, complete, forgedProof, proofFor, putChunks, uploadChunked, type Challenge } from '../support/uploads.js';
+
+const profiles = await availableProfiles('instant uploads');
+
+type User = Awaited<ReturnType<typeof newUser>>;
+
+/** Content `owner` has stored (multipart), for others to claim by proof. */
+async function stored(app: RunningApp, owner: User, size: number) {
+  const bytes = randomBytes(size);
+  const up = await owner.upload('/api/files', { name: `original-${sha1(bytes).slice(0, 8)}.bin`, bytes });
+  if (up.status !== 201) throw new Error(`seed upload: ${up.status} ${up.text}`);
+  return { bytes, hash: sha1(bytes), file: up.json };
+}
+
+const ask = (client: User, bytes: Buffer, name: string, folder = '/') =>
+  client.post('/api/uploads', { name, folder, size: bytes.length, sha1: sha1(bytes) });
+
+function expectChallenge(answer: { status: number; json: any }, size: number): Challenge {
+  expect(answer.status).toBe(200);
+  expect(answer.json.mode).toBe('proof');
+  expect(answer.json.uploadId).toMatch(/^[0-9a-f-]{36}$/);
+  const challenge = answer.json.challenge as Challenge;
+  expect(challenge.nonce).toMatch(/^[0-9a-f]{32}$/);
+  expect(challenge.ranges).toHaveLength(3);
+  for (const { offset, length } of challenge.ranges) {
+    expect(length).toBeGreaterThan(0);
+    expect(offset).toBeGreaterThanOrEqual(0);
+    expect(offset + length).toBeLessThanOrEqual(size);
+  }
+  return challenge;
+}
+
+describe.each(profiles)('instant upload by proof of possession (%s profile)', (profile) => {
+  let app: RunningApp;
+  beforeAll(async () => {
+    app = await startApp(profile);
+  });
+  afterAll(async () => {
+    await app?.close();
+  });
+
+  const db = () => app.services.db.primary;
+  const contentRows = (hash: string) => db()('files').where({ sha1: hash });
+  const linksTo = async (hash: string) => {
+    const [row] = await contentRows(hash);
+    return db()('user_files').where({ file_id: row.id });
+  };
+  const blobsNamed = async (hash: string) => (await blobFiles(app)).filter((file) => path.basename(file).split('.')[0] === hash);
+
+  it('links stored content for a second user who proves possession: 201, one files row, two user_files rows', async () => {
+    const alice = await newUser(app);
+    const bob = await newUser(app);
+    const { bytes, hash } = await stored(app, alice, 2 * MiB + 17);
+    const asked = await ask(bob, bytes, 'mine-too.bin', '/inbox');
+    const challenge = expectChallenge(asked, bytes.length);
+
+    const proven = await bob.post(`/api/uploads/${asked.json.uploadId}/proof`, { proof: proofFor(challenge, bytes) });
+    expect(proven.status).toBe(201);
+    expect(proven.json).toMatchObject({ name: 'mine-too.bin', folder: '/inbox', size: bytes.length, sha1: hash });
+    expect(await contentRows(hash)).toHaveLength(1);
+    expect((await linksTo(hash)).map((row: { user_id: string }) => row.user_id).sort()).toEqual([alice.userId, bob.userId].sort());
+    expect(await blobsNamed(hash)).toHaveLength(1);
+    expect((await bob.get(`/api/files/${proven.json.id}/content`)).bytes.equals(bytes)).toBe(true);
+    expect((await bob.get(`/api/uploads/${asked.json.uploadId}`)).json).toMatchObject({ state: 'complete', file: { id: proven.json.id } });
+  });
+
+  it('answers a forged proof with 403 and turns the session into a chunk upload that completes into the one stored content', async () => {
+    const alice = await newUser(app);
+    const bob = await newUser(app);
+    const { bytes, hash } = await stored(app, alice, 3 * MiB);
+    const asked = await ask(bob, bytes, 'claimed.bin');
+    expectChallenge(asked, bytes.length);
+    const id = asked.json.uploadId as string;
+
+    const forged = await bob.post(`/api/uploads/${id}/proof`, { proof: forgedProof() });
+    expect(forged.status).toBe(403);
+    expect(expectErrorBody(forged.json).code).toBe('proof_rejected');
+    const state = await bob.get(`/api/uploads/${id}`);
+    expect(state.json).toMatchObject({ mode: 'chunks', state: 'receiving', received: 0 });
+    const { chunkSize, chunkCount } = state.json as { chunkSize: number; chunkCount: number };
+    expect(state.json.missing).toEqual([...Array(chunkCount).keys()]);
+    // asking again for the same name hands back the same session, now in chunk mode
+    expect((await ask(bob, bytes, 'claimed.bin')).json).toMatchObject({ uploadId: id, mode: 'chunks' });
+
+    await putChunks(bob, id, bytes, chunkSize, [...Array(chunkCount).keys()]);
+    const completed = await complete(bob, id);
+    expect(completed.status).toBe(201);
+    expect(completed.json.sha1).toBe(hash);
+    expect(await contentRows(hash)).toHaveLength(1);
+    expect(await linksTo(hash)).toHaveLength(2);
+    expect(await blobsNamed(hash)).toHaveLength(1);
+    expect((await bob.get(`/api/files/${completed.json.id}/content`)).bytes.equals(bytes)).toBe(true);
+  });
+
+  it('refuses a proof replayed on a new challenge with 403, whoever replays it', async () => {
+    const alice = await newUser(app);
+    const bob = await newUser(app);
+    const carol = await newUser(app);
+    const { bytes, hash } = await stored(app, alice, 2 * MiB);
+    const first = await ask(bob, bytes, 'first.bin');
+    const proof = proofFor(expectChallenge(first, bytes.length), bytes);
+    expect((await bob.post(`/api/uploads/${first.json.uploadId}/proof`, { proof })).status).toBe(201);
+
+    for (const [who, name] of [[bob, 'second.bin'], [carol, 'stolen.bin']] as const) {
+      const next = await ask(who, bytes, name);
+      expect(expectChallenge(next, bytes.length).nonce).not.toBe(first.json.challenge.nonce);
+      const replayed = await who.post(`/api/uploads/${next.json.uploadId}/proof`, { proof });
+      expect(replayed.status).toBe(403);
+      expect(expectErrorBody(replayed.json).code).toBe('proof_rejected');
+    }
+    expect(await linksTo(hash)).toHaveLength(2);
+  });
+
+  it('answers 429 after 5 wrong proofs for one sha1 by one user within the hour, and not to anyone else', async () => {
+    const alice = await newUser(app);
+    const mallory = await newUser(app);
+    const bob = await newUser(app);
+    const { bytes, hash } = await stored(app, alice, 1 * MiB);
+    // six open challenges first, so the sixth answer is judged by the throttle alone
+    const sessions: string[] = [];
+    for (let attempt = 1; attempt <= 6; attempt++) {
+      const asked = await ask(mallory, bytes, `guess-${attempt}.bin`);
+      expectChallenge(asked, bytes.length);
+      sessions.push(asked.json.uploadId as string);
+    }
+    for (const [attempt, id] of sessions.slice(0, 5).entries()) {
+      const wrong = await mallory.post(`/api/uploads/${id}/proof`, { proof: forgedProof() });
+      expect({ attempt, status: wrong.status }).toEqual({ attempt, status: 403 });
+    }
+    const throttled = await mallory.post(`/api/uploads/${sessions[5]}/proof`, { proof: forgedProof() });
+    expect(throttled.status).toBe(429);
+    expect(expectErrorBody(throttled.json).code).toBe('too_many_requests');
+    expect(Number(throttled.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect(Number(throttled.headers.get('retry-after'))).toBeLessThanOrEqual(3600);
+
+    const honest = await ask(bob, bytes, 'fine.bin');
+    const proven = await bob.post(`/api/uploads/${honest.json.uploadId}/proof`, { proof: proofFor(expectChallenge(honest, bytes.length), bytes) });
+    expect(proven.status).toBe(201);
+    expect((await linksTo(hash)).map((row: { user_id: string }) => row.user_id).sort()).toEqual([alice.userId, bob.userId].sort());
+  });
+
+  it('never offers proof for content under 1 MiB: the second user uploads and still shares one files row', async () => {
+    const alice = await newUser(app);
+    const bob = await newUser(app);
+    const { bytes, hash } = await stored(app, alice, MiB - 1);
+    const asked = await ask(bob, bytes, 'small.bin');
+    expect(asked.status).toBe(201);
+    expect(asked.json).toMatchObject({ mode: 'chunks', missing: [0] });
+    expect(asked.json.challenge).toBeUndefined();
+    const { completed } = await uploadChunked(bob, bytes, { name: 'small-2.bin' });
+    expect(completed.status).toBe(201);
+    expect(await contentRows(hash)).toHaveLength(1);
+    expect(await linksTo(hash)).toHaveLength(2);
+
+    // exactly 1 MiB is provable
+    const { bytes: edge } = await stored(app, alice, MiB);
+    expectChallenge(await ask(bob, edge, 'edge.bin'), MiB);
+  });
+
+  it('offers no proof when the declared size differs from the stored content', async () => {
+    const alice = await newUser(app);
+    const bob = await newUser(app);
+    const { bytes, hash } = await stored(app, alice, 2 * MiB);
+    const asked = await bob.post('/api/uploads', { name: 'odd.bin', size: bytes.length + 1, sha1: hash });
+    expect(asked.status).toBe(201);
+    expect(asked.json.mode).toBe('chunks');
+  });
+
+  it('answers 200 with the existing file (mode "existing") when the user already has that content at that folder and name', async () => {
+    const alice = await newUser(app);
+    const { bytes, file } = await stored(app, alice, 2 * MiB);
+    const again = await ask(alice, bytes, file.name);
+    expect(again.status).toBe(200);
+    expect(again.json).toEqual({ ...file, mode: 'existing' });
+    expect(await db()('upload_sessions').where({ user_id: alice.userId })).toHaveLength(0);
+    // other content under the same name is a name conflict, not "existing"
+    expect((await ask(alice, randomBytes(2 * MiB), file.name)).status).toBe(409);
+  });
+
+  it('switches a session to proof when the sha1 of stored content is declared later with PATCH', async () => {
+    const alice = await newUser(app);
+    const bob = await newUser(app);
+    const { bytes, hash } = await stored(app, alice, 2 * MiB);
+    const created = await bob.post('/api/uploads', { name: 'later.bin', size: bytes.length });
+    expect(created.json.mode).toBe('chunks');
+    const declared = await bob.request('PATCH', `/api/uploads/${created.json.uploadId}`, { json: { sha1: hash } });
+    const challenge = expectChallenge(declared, bytes.length);
+    expect(declared.json.uploadId).toBe(created.json.uploadId);
+    const proven = await bob.post(`/api/uploads/${created.json.uploadId}/proof`, { proof: proofFor(challenge, bytes) });
+    expect(proven.status).toBe(201);
+    expect(proven.json).toMatchObject({ name: 'later.bin', sha1: hash });
+    expect(await contentRows(hash)).toHaveLength(1);
+  });
+});
+
+describe.each(profiles)('instant upload with DEDUPE_SCOPE=user (%s profile)', (profile) => {
+  let app: RunningApp;
+  beforeAll(async () => {
+    app = await startApp(profile, { DEDUPE_SCOPE: 'user' });
+  });
+  afterAll(async () => {
+    await app?.close();
+  });
+
+  it("offers another user chunks instead of proof, while the owner may still prove her own content", async () => {
+    const alice = await newUser(app);
+    const bob = await newUser(app);
+    const { bytes, hash } = await stored(app, alice, 2 * MiB);
+    const bobs = await ask(bob, bytes, 'copy.bin');
+    expect(bobs.status).toBe(201);
+    expect(bobs.json).toMatchObject({ mode: 'chunks' });
+    expect(bobs.json.challenge).toBeUndefined();
+
+    const alices = await ask(alice, bytes, 'second-copy.bin');
+    const proven = await alice.post(`/api/uploads/${alices.json.uploadId}/proof`, { proof: proofFor(expectChallenge(alices, bytes.length), bytes) });
+    expect(proven.status).toBe(201);
+
+    await putChunks(bob, bobs.json.uploadId, bytes, bobs.json.chunkSize, [...Array(bobs.json.chunkCount).keys()]);
+    const completed = await complete(bob, bobs.json.uploadId);
+    expect(completed.status).toBe(201);
+    expect(completed.json.sha1).toBe(hash);
+    expect((await bob.get(`/api/files/${completed.json.id}/content`)).bytes.equals(bytes)).toBe(true);
+  });
+});
