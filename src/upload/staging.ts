@@ -48,29 +48,28 @@ export class UploadStaging {
       throw error;
     });
     const hash = expectedSha1 ? createHash('sha1') : null;
-    let written = 0;
+    const writer = new BatchedWriter(handle, offset, !alreadyReceived);
+    let received = 0;
     let tooLong = false;
     try {
       for await (const piece of source as AsyncIterable<Buffer>) {
         // Too long: read the rest without writing it. Leaving the loop early would destroy the request
         // and leave its keep-alive connection hung after the 400.
-        if (tooLong || written + piece.length > length) {
+        if (tooLong || received + piece.length > length) {
           tooLong = true;
           continue;
         }
         hash?.update(piece);
-        // Node 20: one write per piece at its position; a write stream created per chunk at `start` hung.
-        for (let done = 0; !alreadyReceived && done < piece.length; ) {
-          const { bytesWritten } = await handle.write(piece, done, piece.length - done, offset + written + done);
-          done += bytesWritten;
-        }
-        written += piece.length;
+        received += piece.length;
+        await writer.add(piece);
       }
+      await writer.finish();
     } finally {
+      await writer.settle();
       await handle.close();
     }
     if (tooLong) throw new AppError('invalid_input', `chunk is longer than the expected ${length} bytes`);
-    if (written !== length) throw new AppError('invalid_input', `chunk has ${written} bytes; expected ${length}`);
+    if (received !== length) throw new AppError('invalid_input', `chunk has ${received} bytes; expected ${length}`);
     if (hash && hash.digest('hex') !== expectedSha1) {
       throw new AppError('chunk_hash_mismatch', 'The chunk bytes do not match X-Chunk-Sha1.');
     }
@@ -78,5 +77,67 @@ export class UploadStaging {
 
   async remove(uploadId: string): Promise<void> {
     await fsp.rm(this.pathOf(uploadId), { force: true });
+  }
+}
+
+const BATCH_BYTES = 2 * 1024 * 1024;
+
+/**
+ * Positional writes of a request's pieces, gathered into ~2 MiB batches (one writev each) with one
+ * batch in flight while the next fills. One write per ~46 KiB piece cost a fifth of the event loop in
+ * thread-pool round trips; a write stream created per chunk at `start` hung on Node 20.
+ */
+class BatchedWriter {
+  private batch: Buffer[] = [];
+  private batchBytes = 0;
+  private inFlight: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly handle: fsp.FileHandle,
+    private position: number,
+    private readonly enabled: boolean,
+  ) {}
+
+  async add(piece: Buffer): Promise<void> {
+    if (!this.enabled) return;
+    this.batch.push(piece);
+    this.batchBytes += piece.length;
+    if (this.batchBytes >= BATCH_BYTES) await this.flush();
+  }
+
+  /** Starts writing what is gathered, after the previous batch has landed. */
+  async flush(): Promise<void> {
+    await this.inFlight;
+    if (this.batchBytes === 0) return;
+    const buffers = this.batch;
+    const position = this.position;
+    this.position += this.batchBytes;
+    this.batch = [];
+    this.batchBytes = 0;
+    this.inFlight = writeAll(this.handle, buffers, position);
+  }
+
+  /** Writes what is left and waits until every byte has landed; a failed write rejects here. */
+  async finish(): Promise<void> {
+    await this.flush();
+    await this.inFlight;
+  }
+
+  /** On the way out after a failure: lets a write still in flight end before the file is closed. */
+  async settle(): Promise<void> {
+    await this.inFlight.catch(() => undefined);
+  }
+}
+
+async function writeAll(handle: fsp.FileHandle, buffers: Buffer[], position: number): Promise<void> {
+  const total = buffers.reduce((sum, buffer) => sum + buffer.length, 0);
+  let done = (await handle.writev(buffers, position)).bytesWritten;
+  if (done === total) return;
+  // a short write (rare on regular files): finish the rest piece by piece
+  const rest = Buffer.concat(buffers).subarray(done);
+  for (let at = 0; at < rest.length; ) {
+    const { bytesWritten } = await handle.write(rest, at, rest.length - at, position + done);
+    at += bytesWritten;
+    done += bytesWritten;
   }
 }
