@@ -25,7 +25,7 @@
 #   CEPH_S3_REGION        region to sign with (also the zonegroup api name) [us-east-1]
 #   CEPH_S3_BUCKET        bucket created (if missing) and exported as S3_BUCKET [filestore]
 #   CEPH_OSD_OBJECTSTORE  memstore (RAM, fastest) | bluestore (sparse file) [memstore]
-#   CEPH_OSD_SIZE_GB      memstore capacity / bluestore file size, GiB      [2 / 10]
+#   CEPH_OSD_SIZE_GB      memstore capacity / bluestore file size, GiB      [4 / 10]
 #   CEPH_START_TIMEOUT    seconds to wait for each daemon                   [60]
 #   CEPH_EXTRA_CONF       extra lines appended to the [client.rgw] section of ceph.conf
 #                         (e.g. "rgw lc debug interval = 10"; a new [section] header works too)
@@ -42,7 +42,7 @@ BUCKET=${CEPH_S3_BUCKET:-filestore}
 STORE=${CEPH_OSD_OBJECTSTORE:-memstore}
 TIMEOUT=${CEPH_START_TIMEOUT:-60}
 case $STORE in
-  memstore)  SIZE_GB=${CEPH_OSD_SIZE_GB:-2} ;;
+  memstore)  SIZE_GB=${CEPH_OSD_SIZE_GB:-4} ;;
   bluestore) SIZE_GB=${CEPH_OSD_SIZE_GB:-10} ;;
   *) echo "start-ceph-rgw: CEPH_OSD_OBJECTSTORE must be memstore or bluestore, not '$STORE'" >&2; exit 2 ;;
 esac

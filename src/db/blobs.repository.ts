@@ -119,7 +119,8 @@ export class BlobsRepository {
   /** Forgets a collected blob and the deleted user_files rows that pointed at it, unless it was revived. */
   async forgetCollected(row: BlobRow): Promise<void> {
     await this.db.transaction(null, async (trx) => {
-      const still = await trx('files').where({ id: row.id, status: 'deleting', location: row.location }).first('id');
+      // a locking read: a plain one sees the transaction's snapshot, and would delete a row revived since
+      const still = await trx('files').where({ id: row.id, status: 'deleting', location: row.location }).forUpdate().first('id');
       if (!still) return;
       await trx('user_files').where({ file_id: row.id, status: 'deleted' }).delete();
       await trx('files').where({ id: row.id }).delete();

@@ -1,5 +1,5 @@
 import type { BlobRow, BlobsRepository, Tier } from '../db/blobs.repository.js';
-import { isUniqueViolation, type Database } from '../db/database.js';
+import { isDeadlock, isUniqueViolation, type Database } from '../db/database.js';
 import { AppError } from '../errors.js';
 import type { ArchiveStore, ByteRange, LandingStore } from '../storage/blob-store.js';
 import type { HashedTempFile } from '../storage/temp-file.js';
@@ -40,7 +40,11 @@ export class ContentStore {
         return existing.id;
       }
       if (existing) {
-        const revived = await db.write(null, (knex) => blobs.revive(knex, existing, landing.tier, location, now));
+        const revived = await db.write(null, (knex) => blobs.revive(knex, existing, landing.tier, location, now)).catch((error: unknown) => {
+          // a collection forgetting this row holds it: look again once it is done
+          if (isDeadlock(error)) return false;
+          throw error;
+        });
         if (!revived) continue;
         // the old bytes failed verification or were being collected: they are no one's now
         await this.deps.tiers[existing.tier]?.remove(existing.location).catch(() => undefined);

@@ -90,6 +90,8 @@ export function fileRoutes({ files, folders, temp, maxUploadBytes, onUploadedByt
       return;
     }
     body.on('error', (error) => res.destroy(error));
+    // a client that hangs up must not keep the blob's file handle or S3 connection (pipe never lets go)
+    res.on('close', () => body.destroy());
     body.pipe(res);
   });
 

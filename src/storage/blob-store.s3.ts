@@ -29,8 +29,9 @@ export function createS3Client(options: Omit<S3Options, 'bucket'>): S3Client {
     responseChecksumValidation: 'WHEN_REQUIRED',
     maxAttempts: 2,
     // A stopped or frozen gateway must answer "unavailable" within seconds, not hang a download:
-    // two attempts of at most 2 s to connect and 4 s of silence stay under 10 s.
-    requestHandler: new NodeHttpHandler({ connectionTimeout: 2000, requestTimeout: 4000 }),
+    // two attempts of at most 2 s to connect and 4 s of silence stay under 10 s. (socketTimeout is the
+    // idle timeout; @smithy's requestTimeout only logs a warning unless throwOnRequestTimeout is set.)
+    requestHandler: new NodeHttpHandler({ connectionTimeout: 2000, socketTimeout: 4000 }),
   });
 }
 
@@ -88,7 +89,11 @@ export class S3BlobStore implements ArchiveStore {
       if ((error as Error).name === 'NoSuchKey') throw new AppError('unavailable', 'The stored content is missing.');
       throw error;
     });
-    return response.Body as Readable;
+    // The idle timeout bounds the wait for an answer. Once the body streams, a reader applying
+    // backpressure (a paused player, a slow client) may leave the socket quiet: that is no outage.
+    const body = response.Body as Readable & { socket?: { setTimeout(ms: number): unknown } };
+    body.socket?.setTimeout(0);
+    return body;
   }
 
   async remove(location: string): Promise<void> {

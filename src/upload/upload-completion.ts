@@ -75,12 +75,13 @@ export class UploadCompletion {
     const blob = await this.deps.db.readPrimary((db) => this.deps.blobs.findBySha1(db, session.sha1!));
     const live = consumed && (session.challenge_expires_at ?? 0) > Date.now() && blob?.status === 'available';
     const ranges = JSON.parse(session.challenge_ranges ?? '[]') as Array<{ offset: number; length: number }>;
-    const right =
-      live &&
-      proofMatches(
-        expectedProof(session.challenge_nonce, await Promise.all(ranges.map((r) => this.deps.content.readRange(blob!, toByteRange(r))))),
-        proof,
-      );
+    const rangeBytes = () =>
+      Promise.all(ranges.map((r) => this.deps.content.readRange(blob!, toByteRange(r)))).catch(async (error: unknown) => {
+        // collected while we read it: the bytes must come from the client, and the proof was not wrong
+        if (error instanceof AppError && error.code === 'unavailable') throw await this.fallBackToChunks(session);
+        throw error;
+      });
+    const right = live && proofMatches(expectedProof(session.challenge_nonce, await rangeBytes()), proof);
     if (!right) {
       if (consumed) await this.deps.cache.hit(throttleKey, WRONG_PROOF_WINDOW_SECONDS);
       throw await this.fallBackToChunks(session);

@@ -91,11 +91,14 @@ export async function freezeGateway(): Promise<void> {
   process.kill(pid, 'SIGSTOP');
 }
 
-/** Stops the gateway for real (SIGTERM, SIGKILL after 10 s): connections are refused until restoreGateway(). */
-export async function stopGateway(): Promise<void> {
+/**
+ * Stops the gateway for real: connections are refused until restoreGateway(). SIGTERM (SIGKILL after
+ * 10 s), or at once with `kill` (cuts requests in flight).
+ */
+export async function stopGateway(options: { kill?: boolean } = {}): Promise<void> {
   const pid = await requireGateway();
   await remember(pid);
-  process.kill(pid, 'SIGTERM');
+  process.kill(pid, options.kill ? 'SIGKILL' : 'SIGTERM');
   for (let waited = 0; (await alive(pid)) && waited < 10_000; waited += 100) await new Promise((resolve) => setTimeout(resolve, 100));
   if (await alive(pid)) process.kill(pid, 'SIGKILL');
   for (let waited = 0; (await alive(pid)) && waited < 5000; waited += 100) await new Promise((resolve) => setTimeout(resolve, 100));

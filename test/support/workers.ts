@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fsp from 'node:fs/promises';
+import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import type { RunningApp } from './app.js';
@@ -58,6 +59,60 @@ export async function downloadSha1(client: ApiClient, userFileId: string): Promi
     size += piece.length;
   }
   return { status: response.status, sha1: hash.digest('hex'), size };
+}
+
+/**
+ * POST /api/files of a large file through node:http on a connection of its own, the body streamed from
+ * `bytes` without copying it into a FormData (fetch would, and would reuse a keep-alive socket).
+ */
+export function uploadLarge(client: ApiClient, name: string, bytes: Buffer): Promise<{ status: number; json: any }> {
+  const boundary = `----filestore-large-${Math.random().toString(36).slice(2)}`;
+  const head = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${name}"\r\nContent-Type: application/octet-stream\r\n\r\n`);
+  const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      `${client.baseUrl}/api/files`,
+      {
+        method: 'POST',
+        agent: false,
+        headers: {
+          authorization: `Bearer ${client.token}`,
+          'content-type': `multipart/form-data; boundary=${boundary}`,
+          'content-length': String(head.length + bytes.length + tail.length),
+        },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(Buffer.concat(chunks).toString() || 'null') }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.write(head);
+    for (let offset = 0; offset < bytes.length; offset += 4 * 1024 * 1024) req.write(bytes.subarray(offset, offset + 4 * 1024 * 1024));
+    req.end(tail);
+  });
+}
+
+/** Starts a GET of the file's content and hangs up after the first bytes arrive, as an impatient client does. */
+export function abandonDownload(client: ApiClient, userFileId: string): Promise<void> {
+  return new Promise((resolve) => {
+    const req = http.get(`${client.baseUrl}/api/files/${userFileId}/content`, { headers: { authorization: `Bearer ${client.token}` }, agent: false }, (res) => {
+      res.once('data', () => req.destroy());
+    });
+    req.on('error', () => undefined).on('close', () => resolve());
+  });
+}
+
+/** File descriptors of this process open on something below `dir` (startApp serves from this process). */
+export async function openFilesUnder(dir: string): Promise<number> {
+  let count = 0;
+  for (const fd of await fsp.readdir('/proc/self/fd')) {
+    const target = await fsp.readlink(`/proc/self/fd/${fd}`).catch(() => '');
+    if (target.startsWith(dir + path.sep)) count += 1;
+  }
+  return count;
 }
 
 /** Files below DATA_DIR that hold `probe` anywhere in their bytes (a distinctive slice of some content). */
