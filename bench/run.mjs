@@ -5,6 +5,8 @@
 //   node bench/run.mjs instant-mariadb  instant upload (proof) on the cluster profile, MariaDB with
 //                                       1,000,000 rows in `files` (scratch database filestore_bench);
 //                                       also: make bench BENCH_MODE=instant-mariadb
+//   node bench/run.mjs tiers            local → Ceph transfer vs bare lib-storage, downloads per tier,
+//                                       cluster profile (bench/tiers.mjs); make bench BENCH_MODE=tiers
 //
 // Needs dist/ (npx tsc -p tsconfig.json; make bench builds first). Environment:
 //   BENCH_SIZE_MB=1024      size of the random file (e.g. 64 for a quick run)
@@ -608,7 +610,11 @@ async function instantMariadb() {
 
 // ------------------------------------------------------------------ main
 
-const modes = { upload: uploadBenchmark, 'instant-mariadb': instantMariadb };
+const modes = {
+  upload: uploadBenchmark,
+  'instant-mariadb': instantMariadb,
+  tiers: async () => (await import('./tiers.mjs')).tiersBenchmark(),
+};
 let exitCode = 0;
 try {
   const mode = modes[MODE];
