@@ -32,7 +32,7 @@ export interface FileServiceDeps {
 /** The content was collected (or failed verification) between finding it and linking it. */
 class ContentGone extends Error {}
 
-export const toFileView = (row: UserFileWithBlob): FileView => ({
+export const toFileView = (row: Pick<UserFileWithBlob, 'id' | 'name' | 'folder' | 'size' | 'sha1' | 'created_at' | 'updated_at'>): FileView => ({
   id: row.id,
   name: row.name,
   folder: row.folder,
@@ -83,24 +83,24 @@ export class FileService {
       if (!(await this.deps.blobs.holdAvailable(trx, content.id, now))) throw new ContentGone();
       const clash = await this.deps.userFiles.findByPath(trx, userId, folder, name);
       if (clash) {
-        if (clash.sha1 === content.sha1) return { id: clash.id, created: false };
+        if (clash.sha1 === content.sha1) return { file: toFileView(clash), created: false };
         throw new AppError('name_conflict');
       }
       await this.deps.folders.ensure(trx, userId, folderChainWithParents(folder), now);
-      const id = randomUUID();
-      await this.deps.userFiles.insert(trx, {
-        id, user_id: userId, file_id: content.id, name, folder, size: Number(content.size), status: 'available',
-        path_key: pathKey(folder, name), live: 1, created_at: now, updated_at: now,
-      });
-      return { id, created: true };
+      const row = {
+        id: randomUUID(), user_id: userId, file_id: content.id, name, folder, size: Number(content.size), status: 'available' as const,
+        path_key: pathKey(folder, name), live: 1 as const, created_at: now, updated_at: now,
+      };
+      await this.deps.userFiles.insert(trx, row);
+      // the answer is built from the row just written: no read back (instant upload counts round trips)
+      return { file: toFileView({ ...row, sha1: content.sha1 }), created: true };
     });
     // A concurrent link to the same name committed between our check and our insert: run once more,
     // so its row is seen and answered as "same file" or name_conflict rather than a raw unique violation.
-    const outcome = await link().catch((error: unknown) => {
+    return link().catch((error: unknown) => {
       if (isUniqueViolation(error)) return link();
       throw error;
     });
-    return { file: await this.get(userId, outcome.id), created: outcome.created };
   }
 
   /** The user's available file at folder/name, if any. */

@@ -71,8 +71,10 @@ export class UploadCompletion {
       throw new AppError('too_many_requests', undefined, {}, { 'Retry-After': String(failures.retryAfterSeconds) });
     }
     // Single use: whoever clears the nonce first owns this answer; a replay finds it gone.
-    const consumed = await this.deps.uploads.consumeChallenge(id, session.challenge_nonce);
-    const blob = await this.deps.db.readPrimary((db) => this.deps.blobs.findBySha1(db, session.sha1!));
+    const [consumed, blob] = await Promise.all([
+      this.deps.uploads.consumeChallenge(id, session.challenge_nonce),
+      this.deps.db.readPrimary((db) => this.deps.blobs.findBySha1(db, session.sha1!)),
+    ]);
     const live = consumed && (session.challenge_expires_at ?? 0) > Date.now() && blob?.status === 'available';
     const ranges = JSON.parse(session.challenge_ranges ?? '[]') as Array<{ offset: number; length: number }>;
     const rangeBytes = () =>
@@ -95,8 +97,7 @@ export class UploadCompletion {
     // collected or found corrupt since the challenge: the bytes must come from the client after all
     if (!linked) throw await this.fallBackToChunks(session);
     const { file } = linked;
-    await this.deps.uploads.update(id, { state: 'complete', file_id: file.id, answered: 1 });
-    await this.deps.staging.remove(id);
+    await Promise.all([this.deps.uploads.update(id, { state: 'complete', file_id: file.id, answered: 1 }), this.deps.staging.remove(id)]);
     return { status: 201, file };
   }
 

@@ -48,15 +48,15 @@ export class UploadService {
 
   async create(userId: string, request: NewUpload): Promise<CreateAnswer> {
     const { name, folder, size, sha1 } = request;
-    const taken = await this.deps.files.findByPath(userId, folder, name);
+    const [taken, open] = await Promise.all([
+      this.deps.files.findByPath(userId, folder, name),
+      sha1 === undefined ? undefined : this.deps.uploads.findOpen(userId, { sha1, folder, name, size }, Date.now()),
+    ]);
     if (taken) {
       if (sha1 !== undefined && taken.sha1 === sha1) return { status: 200, body: { ...(await this.deps.files.get(userId, taken.id)), mode: 'existing' } };
       throw new AppError('name_conflict');
     }
-    if (sha1 !== undefined) {
-      const open = await this.deps.uploads.findOpen(userId, { sha1, folder, name, size }, Date.now());
-      if (open) return this.answer(open.mode === 'proof' ? await this.freshChallenge(userId, open) : open);
-    }
+    if (open) return this.answer(open.mode === 'proof' ? await this.freshChallenge(userId, open) : open);
     const now = Date.now();
     const chunkSize = request.chunkSize ?? DEFAULT_CHUNK_SIZE;
     const row: UploadRow = {
