@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { availableProfiles, startApp, type RunningApp } from '../support/app.js';
+import { availableProfiles, useApp, startApp, type RunningApp } from '../support/app.js';
 import { ApiClient } from '../support/client.js';
 
 const profiles = await availableProfiles('auth');
@@ -288,13 +288,7 @@ describe.each(profiles)('auth over HTTP (%s profile)', (profile) => {
 });
 
 describe.each(profiles)('access token lifetime (%s profile, ACCESS_TOKEN_TTL_SECONDS=1)', (profile) => {
-  let app: RunningApp;
-  beforeAll(async () => {
-    app = await startApp(profile, { ACCESS_TOKEN_TTL_SECONDS: '1' });
-  });
-  afterAll(async () => {
-    await app?.close();
-  });
+  const app = useApp(profile, { ACCESS_TOKEN_TTL_SECONDS: '1' });
 
   it('an access token stops working after its TTL with 401 token_expired; refresh issues a working one', async () => {
     const client = new ApiClient(app.baseUrl);

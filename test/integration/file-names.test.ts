@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { availableProfiles, startApp, type RunningApp } from '../support/app.js';
+import { availableProfiles, useApp } from '../support/app.js';
 import { expectErrorBody, filenameStar, newUser, sha1, tempFiles, uploadRaw } from '../support/files.js';
 
 const profiles = await availableProfiles('file names');
@@ -12,13 +12,7 @@ const LONGEST_NAME = 'é'.repeat(125) + 'a.txt';
 const TOO_LONG_NAME = 'é'.repeat(128);
 
 describe.each(profiles)('file names (%s profile)', (profile) => {
-  let app: RunningApp;
-  beforeAll(async () => {
-    app = await startApp(profile);
-  });
-  afterAll(async () => {
-    await app?.close();
-  });
+  const app = useApp(profile);
 
   const userFileCount = async (userId: string) =>
     Number((await app.services.db.primary('user_files').where({ user_id: userId }).count({ n: '*' }).first())!.n);

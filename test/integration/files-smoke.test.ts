@@ -1,18 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { randomBytes, createHash } from 'node:crypto';
-import { availableProfiles, startApp, type RunningApp } from '../support/app.js';
+import { availableProfiles, useApp } from '../support/app.js';
 import { ApiClient } from '../support/client.js';
 
 const profiles = await availableProfiles('files smoke');
 
 describe.each(profiles)('files over HTTP (%s profile)', (profile) => {
-  let app: RunningApp;
-  beforeAll(async () => {
-    app = await startApp(profile);
-  });
-  afterAll(async () => {
-    await app?.close();
-  });
+  const app = useApp(profile);
 
   it('uploads a file with multipart and downloads the same bytes back', async () => {
     const client = new ApiClient(app.baseUrl);

@@ -2,19 +2,13 @@ import { randomBytes } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { availableProfiles, startApp, type RunningApp } from '../support/app.js';
+import { availableProfiles, useApp } from '../support/app.js';
 import { blobFiles, expectErrorBody, newUser, rawMultipart, sha1, tempFiles } from '../support/files.js';
 
 const profiles = await availableProfiles('files upload');
 
 describe.each(profiles)('multipart upload, dedupe and temp files (%s profile)', (profile) => {
-  let app: RunningApp;
-  beforeAll(async () => {
-    app = await startApp(profile);
-  });
-  afterAll(async () => {
-    await app?.close();
-  });
+  const app = useApp(profile);
 
   const db = () => app.services.db.primary;
   const contentRows = (hash: string) => db()('files').where({ sha1: hash });

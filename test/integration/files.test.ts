@@ -1,18 +1,12 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { availableProfiles, startApp, type RunningApp } from '../support/app.js';
+import { availableProfiles, useApp } from '../support/app.js';
 import { EMPTY_SHA1, expectErrorBody, newUser, plainGet, sha1 } from '../support/files.js';
 
 const profiles = await availableProfiles('files');
 
 describe.each(profiles)('files API (%s profile)', (profile) => {
-  let app: RunningApp;
-  beforeAll(async () => {
-    app = await startApp(profile);
-  });
-  afterAll(async () => {
-    await app?.close();
-  });
+  const app = useApp(profile);
 
   describe('upload and metadata', () => {
     it('answers 201 with id, name, folder "/", size, sha1 and createdAt, and GET /api/files/:id returns the same metadata', async () => {

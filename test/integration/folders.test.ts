@@ -1,18 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { availableProfiles, startApp, type RunningApp } from '../support/app.js';
+import { availableProfiles, useApp } from '../support/app.js';
 import { expectErrorBody, newUser } from '../support/files.js';
 
 const profiles = await availableProfiles('folders');
 
 describe.each(profiles)('folders API (%s profile)', (profile) => {
-  let app: RunningApp;
-  beforeAll(async () => {
-    app = await startApp(profile);
-  });
-  afterAll(async () => {
-    await app?.close();
-  });
+  const app = useApp(profile);
 
   const names = (items: Array<{ name: string }>) => items.map((item) => item.name);
 

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { availableProfiles, startApp, type RunningApp } from '../support/app.js';
+import { availableProfiles, useApp } from '../support/app.js';
 import { ApiClient } from '../support/client.js';
 import { newUser } from '../support/files.js';
 
@@ -19,13 +19,7 @@ function sample(text: string, name: string, labels: Record<string, string> = {})
 }
 
 describe.each(profiles)('health and metrics (%s profile)', (profile) => {
-  let app: RunningApp;
-  beforeAll(async () => {
-    app = await startApp(profile);
-  });
-  afterAll(async () => {
-    await app?.close();
-  });
+  const app = useApp(profile);
 
   it('GET /healthz answers 200 {status: "ok", checks} with every dependency of the profile ok, without a token', async () => {
     const res = await new ApiClient(app.baseUrl).get('/healthz');

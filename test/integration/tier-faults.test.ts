@@ -117,6 +117,8 @@ describe.runIf(cluster)('the S3 tier under faults (cluster profile)', () => {
     await restoreGateway();
     const moved = await waitForTier(app, id, 's3', 60_000);
     expect(moved.location).toBe(`blobs/${hash}/${moved.id}`);
+    // the row switches inside the processor; its attempt is reported once the processor has returned
+    await waitFor('the transfer attempt to report completion', async () => transfers().at(-1)?.outcome === 'completed', 30_000);
     expect(transfers().at(-1)?.outcome).toBe('completed');
     expect(transfers().length).toBeGreaterThan(1);
     expect(await downloadSha1(alice, id)).toEqual({ status: 200, sha1: hash, size: bytes.length });

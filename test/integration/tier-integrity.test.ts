@@ -3,7 +3,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildProcessors } from '../../workers/processors/index.js';
-import { availableProfiles, startApp, type RunningApp } from '../support/app.js';
+import { availableProfiles, useApp, startApp, type RunningApp } from '../support/app.js';
 import { blobFiles, filesUnder, newUser, sha1 } from '../support/files.js';
 import { putObject, removeObjects } from '../support/rgw.js';
 import { MiB, complete, proofFor, putChunks, uploadChunked, type Challenge } from '../support/uploads.js';
@@ -163,13 +163,7 @@ describe.each(profiles)('verification of stored bytes (%s profile)', (profile) =
 });
 
 describe.each(profiles)('collection of expired upload sessions (%s profile)', (profile) => {
-  let app: RunningApp;
-  beforeAll(async () => {
-    app = await startApp(profile, { UPLOAD_TTL_SECONDS: '1' });
-  });
-  afterAll(async () => {
-    await app?.close();
-  });
+  const app = useApp(profile, { UPLOAD_TTL_SECONDS: '1' });
 
   it('removes chunked and tus sessions past UPLOAD_TTL_SECONDS with their staged bytes, and leaves stored files alone', async () => {
     const { gc } = buildProcessors(app.services);

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { Upload, type DetailedError, type UploadOptions } from 'tus-js-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { availableProfiles, startApp, type RunningApp } from '../support/app.js';
+import { availableProfiles, useApp, type RunningApp } from '../support/app.js';
 import { newUser, sha1 } from '../support/files.js';
 import { MiB } from '../support/uploads.js';
 
@@ -30,13 +30,7 @@ function tusUpload(app: RunningApp, user: User, bytes: Buffer, options: Partial<
 }
 
 describe.each(profiles)('tus uploads (%s profile)', (profile) => {
-  let app: RunningApp;
-  beforeAll(async () => {
-    app = await startApp(profile);
-  });
-  afterAll(async () => {
-    await app?.close();
-  });
+  const app = useApp(profile);
 
   const tus = (user: User, method: string, url: string, headers: Record<string, string> = {}, body?: Buffer) =>
     fetch(url, { method, headers: { ...TUS, authorization: `Bearer ${user.token}`, ...headers }, body: body && new Uint8Array(body) });

@@ -3,7 +3,7 @@ import fsp from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { availableProfiles, startApp, type RunningApp } from '../support/app.js';
+import { availableProfiles, useApp } from '../support/app.js';
 import { EMPTY_SHA1, expectErrorBody, newUser, sha1 } from '../support/files.js';
 import { KiB, MiB, chunkOf, complete, putChunk, putChunks, shuffled, uploadChunked } from '../support/uploads.js';
 
@@ -11,13 +11,7 @@ const profiles = await availableProfiles('chunked uploads');
 const CHUNK = 256 * KiB;
 
 describe.each(profiles)('chunked uploads (%s profile)', (profile) => {
-  let app: RunningApp;
-  beforeAll(async () => {
-    app = await startApp(profile);
-  });
-  afterAll(async () => {
-    await app?.close();
-  });
+  const app = useApp(profile);
 
   const db = () => app.services.db.primary;
   const linksOf = (userId: string) => db()('user_files').where({ user_id: userId });

@@ -2,20 +2,14 @@ import { randomBytes } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { availableProfiles, startApp, type RunningApp } from '../support/app.js';
+import { availableProfiles, useApp } from '../support/app.js';
 import { blobFiles, newUser, sha1 } from '../support/files.js';
 import { MiB, complete, putChunks, shuffled } from '../support/uploads.js';
 
 const profiles = await availableProfiles('concurrent uploads');
 
 describe.each(profiles)('concurrent chunked uploads of the same content (%s profile)', (profile) => {
-  let app: RunningApp;
-  beforeAll(async () => {
-    app = await startApp(profile);
-  });
-  afterAll(async () => {
-    await app?.close();
-  });
+  const app = useApp(profile);
 
   const db = () => app.services.db.primary;
   const blobsOf = async (hash: string) => (await blobFiles(app)).filter((file) => path.basename(file).split('.')[0] === hash);

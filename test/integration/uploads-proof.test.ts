@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { availableProfiles, startApp, type RunningApp } from '../support/app.js';
+import { availableProfiles, useApp, type RunningApp } from '../support/app.js';
 import { blobFiles, expectErrorBody, newUser, sha1 } from '../support/files.js';
 import { MiB, complete, forgedProof, proofFor, putChunks, uploadChunked, type Challenge } from '../support/uploads.js';
 
@@ -36,13 +36,7 @@ function expectChallenge(answer: { status: number; json: any }, size: number): C
 }
 
 describe.each(profiles)('instant upload by proof of possession (%s profile)', (profile) => {
-  let app: RunningApp;
-  beforeAll(async () => {
-    app = await startApp(profile);
-  });
-  afterAll(async () => {
-    await app?.close();
-  });
+  const app = useApp(profile);
 
   const db = () => app.services.db.primary;
   const contentRows = (hash: string) => db()('files').where({ sha1: hash });
@@ -199,13 +193,7 @@ describe.each(profiles)('instant upload by proof of possession (%s profile)', (p
 });
 
 describe.each(profiles)('instant upload with DEDUPE_SCOPE=user (%s profile)', (profile) => {
-  let app: RunningApp;
-  beforeAll(async () => {
-    app = await startApp(profile, { DEDUPE_SCOPE: 'user' });
-  });
-  afterAll(async () => {
-    await app?.close();
-  });
+  const app = useApp(profile, { DEDUPE_SCOPE: 'user' });
 
   it("offers another user chunks instead of proof, while the owner may still prove her own content", async () => {
     const alice = await newUser(app);

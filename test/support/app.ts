@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
+import { afterAll, beforeAll } from 'vitest';
 import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { openServices, type Services } from '../../src/wiring.js';
@@ -58,6 +59,36 @@ export async function startApp(
       await cleanupDb();
       await fsp.rm(dataDir, { recursive: true, force: true });
     },
+  };
+}
+
+/**
+ * Starts the app for the enclosing describe block (beforeAll) and closes it afterwards (afterAll). The
+ * returned handle reads through to the running app, so tests use it as they would a RunningApp.
+ */
+export function useApp(profile: ProfileName, env: Record<string, string> = {}, options: { jobs?: boolean } = {}): RunningApp {
+  let app: RunningApp | undefined;
+  beforeAll(async () => {
+    app = await startApp(profile, env, options);
+  });
+  afterAll(async () => {
+    await app?.close();
+  });
+  const current = (): RunningApp => {
+    if (!app) throw new Error('the app is not started yet (use it inside a test or hook)');
+    return app;
+  };
+  return {
+    get baseUrl() {
+      return current().baseUrl;
+    },
+    get dataDir() {
+      return current().dataDir;
+    },
+    get services() {
+      return current().services;
+    },
+    close: () => current().close(),
   };
 }
 
