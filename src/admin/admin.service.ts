@@ -2,8 +2,8 @@ import type { Database } from '../db/database.js';
 import type { UsersRepository } from '../db/users.repository.js';
 import { AppError, notFound } from '../errors.js';
 import type { JobQueue, QueueStats } from '../jobs/job-queue.js';
+import { isId } from '../ids.js';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** Operations for admins: the first registered user and the usernames in ADMIN_USERS. */
 export class AdminService {
@@ -23,7 +23,7 @@ export class AdminService {
 
   /** Queues a re-hash of the content behind a user file id (any user's); returns the content's id. */
   async verifyFile(userFileId: string): Promise<number> {
-    const row = UUID.test(userFileId)
+    const row = isId(userFileId)
       ? await this.deps.db.readPrimary((db) => db('user_files').where({ id: userFileId }).first('file_id'))
       : undefined;
     if (!row) throw notFound();

@@ -9,6 +9,7 @@ import { AppError, notFound } from '../errors.js';
 import type { ByteRange } from '../storage/blob-store.js';
 import type { HashedTempFile, TempFiles } from '../storage/temp-file.js';
 import { folderChain, parentOf } from './names.js';
+import { isId } from '../ids.js';
 
 export interface FileView {
   id: string;
@@ -42,7 +43,6 @@ export const toFileView = (row: Pick<UserFileWithBlob, 'id' | 'name' | 'folder' 
   updatedAt: new Date(Number(row.updated_at)).toISOString(),
 });
 
-const ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export class FileService {
   constructor(private readonly deps: FileServiceDeps) {}
@@ -164,11 +164,11 @@ export class FileService {
   }
 
   async remove(userId: string, id: string): Promise<void> {
-    if (!ID_PATTERN.test(id) || !(await this.deps.userFiles.softDelete(userId, id, Date.now()))) throw notFound();
+    if (!isId(id) || !(await this.deps.userFiles.softDelete(userId, id, Date.now()))) throw notFound();
   }
 
   private async find(userId: string, id: string): Promise<UserFileWithBlob> {
-    const row = ID_PATTERN.test(id) ? await this.deps.userFiles.findAvailable(userId, id) : undefined;
+    const row = isId(id) ? await this.deps.userFiles.findAvailable(userId, id) : undefined;
     if (!row) throw notFound();
     return row;
   }

@@ -11,8 +11,8 @@ import type { PrefixHashers } from './prefix-hasher.js';
 import { CHALLENGE_TTL_MS, MAX_WRONG_PROOFS, PROOF_MIN_SIZE, makeChallenge, proofThrottleKey, type Challenge } from './proof.js';
 import type { Cache } from '../cache/cache.js';
 import type { UploadStaging } from './staging.js';
+import { isId } from '../ids.js';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
 
 export type CreateAnswer =
@@ -188,7 +188,7 @@ export class UploadService {
 
 /** The user's unexpired session `id`; unknown, foreign, expired and malformed ids all answer 404. */
 export async function findLiveSession(uploads: UploadsRepository, userId: string, id: string): Promise<UploadRow> {
-  const session = UUID.test(id) ? await uploads.find(userId, id) : undefined;
+  const session = isId(id) ? await uploads.find(userId, id) : undefined;
   if (!session || session.expires_at <= Date.now()) throw notFound();
   return session;
 }

@@ -254,35 +254,27 @@ describe.each(profiles)('files API (%s profile)', (profile) => {
         encodeURIComponent(`${file.id}' OR '1'='1`),
         '1',
       ];
-      for (const id of ids) {
-        for (const [method, path] of [
-          ['GET', `/api/files/${id}`],
-          ['GET', `/api/files/${id}/content`],
-          ['PATCH', `/api/files/${id}`],
-          ['DELETE', `/api/files/${id}`],
-        ] as const) {
-          const res = await alice.request(method, path, method === 'PATCH' ? { json: { name: 'n.txt' } } : {});
-          expect(res.status, `${method} ${path}`).toBe(404);
-          expect(expectErrorBody(res.json).code, `${method} ${path}`).toBe('not_found');
-        }
-      }
+      for (const id of ids) await expectNotFoundOnEveryFileRoute(alice, id);
       expect((await alice.get(`/api/files/${file.id}`)).json.name).toBe('real.bin');
     });
 
     it('answers 404 for an id whose percent-encoding cannot be decoded', async () => {
       const alice = await newUser(app);
-      for (const id of ['%zz', 'abc%E0%A4%A', '%']) {
-        for (const [method, path] of [
-          ['GET', `/api/files/${id}`],
-          ['GET', `/api/files/${id}/content`],
-          ['PATCH', `/api/files/${id}`],
-          ['DELETE', `/api/files/${id}`],
-        ] as const) {
-          const res = await alice.request(method, path, method === 'PATCH' ? { json: { name: 'n.txt' } } : {});
-          expect(res.status, `${method} ${path}`).toBe(404);
-          expect(expectErrorBody(res.json).code, `${method} ${path}`).toBe('not_found');
-        }
-      }
+      for (const id of ['%zz', 'abc%E0%A4%A', '%']) await expectNotFoundOnEveryFileRoute(alice, id);
     });
   });
 });
+
+/** GET, GET content, PATCH and DELETE of file `id` all answer 404 not_found. */
+async function expectNotFoundOnEveryFileRoute(client: Awaited<ReturnType<typeof newUser>>, id: string): Promise<void> {
+  for (const [method, path] of [
+    ['GET', `/api/files/${id}`],
+    ['GET', `/api/files/${id}/content`],
+    ['PATCH', `/api/files/${id}`],
+    ['DELETE', `/api/files/${id}`],
+  ] as const) {
+    const res = await client.request(method, path, method === 'PATCH' ? { json: { name: 'n.txt' } } : {});
+    expect(res.status, `${method} ${path}`).toBe(404);
+    expect(expectErrorBody(res.json).code, `${method} ${path}`).toBe('not_found');
+  }
+}
