@@ -10,7 +10,6 @@ import type { ArchiveStore, ByteRange } from './blob-store.js';
 
 export interface S3Options {
   endpoint: string;
-  bucket: string;
   accessKeyId: string;
   secretAccessKey: string;
   region: string;
@@ -18,7 +17,7 @@ export interface S3Options {
 
 export const PART_SIZE = 16 * 1024 * 1024;
 
-export function createS3Client(options: Omit<S3Options, 'bucket'>): S3Client {
+export function createS3Client(options: S3Options): S3Client {
   return new S3Client({
     endpoint: options.endpoint,
     region: options.region,

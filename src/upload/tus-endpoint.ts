@@ -12,7 +12,7 @@ import type { PrefixHashers } from './prefix-hasher.js';
 
 /** Set by our HTTP layer after authentication (any client-sent value is overwritten). */
 export const USER_HEADER = 'x-filestore-user';
-export const TUS_PATH = '/api/tus';
+const TUS_PATH = '/api/tus';
 
 export interface TusEndpointDeps {
   dataDir: string;

@@ -193,7 +193,7 @@ export async function findLiveSession(uploads: UploadsRepository, userId: string
   return session;
 }
 
-export function challengeFields(size: number): Partial<UploadRow> {
+function challengeFields(size: number): Partial<UploadRow> {
   const challenge = makeChallenge(size);
   return {
     mode: 'proof',
