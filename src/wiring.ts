@@ -81,7 +81,7 @@ function openEmbedded(config: Config, logger: Logger): ProfileParts {
 
 /** Cluster adapters are loaded only here: the embedded profile never pays for the S3 SDK, ioredis or BullMQ. */
 async function openCluster(config: Config, logger: Logger): Promise<ProfileParts> {
-  const [{ Redis }, { RedisCache }, { RedisChunkTracker }, { RedisLocker }, { BullJobQueue }, { S3BlobStore, createS3Client }] =
+  const [{ Redis }, { RedisCache }, { RedisChunkTracker }, { RedisLocker }, { BullJobQueue }, { S3BlobStore }] =
     await Promise.all([
       import('ioredis'),
       import('./cache/cache.redis.js'),
@@ -95,11 +95,7 @@ async function openCluster(config: Config, logger: Logger): Promise<ProfileParts
   const redis = new Redis(config.REDIS_URL!, { maxRetriesPerRequest: 2 });
   redis.on('error', (error) => logger.warn({ err: error }, 'redis connection error'));
   const credentials = { accessKeyId: config.S3_ACCESS_KEY!, secretAccessKey: config.S3_SECRET_KEY!, region: config.S3_REGION };
-  const s3 = new S3BlobStore(
-    createS3Client({ endpoint: config.S3_ENDPOINT!, ...credentials }),
-    config.S3_BUCKET!,
-    config.S3_PUBLIC_ENDPOINT ? createS3Client({ endpoint: config.S3_PUBLIC_ENDPOINT, ...credentials }) : undefined,
-  );
+  const s3 = new S3BlobStore({ endpoint: config.S3_ENDPOINT!, ...credentials }, config.S3_BUCKET!, config.S3_PUBLIC_ENDPOINT);
   const locker = new RedisLocker(redis, redis.duplicate(), config.REDIS_KEY_PREFIX);
   const cache = new RedisCache(redis, config.REDIS_KEY_PREFIX);
   // BullMQ needs its own connection with no per-request retry limit (blocking commands).
@@ -112,6 +108,7 @@ async function openCluster(config: Config, logger: Logger): Promise<ProfileParts
     close: async () => {
       await jobs.close();
       await locker.close();
+      await s3.close();
     },
   };
 }

@@ -35,6 +35,10 @@ export class LocalBlobStore implements LandingStore {
     return handle.createReadStream(range ? { start: range.start, end: range.end } : {});
   }
 
+  pathOf(location: string): string {
+    return this.resolve(location);
+  }
+
   async remove(location: string): Promise<void> {
     await fsp.rm(this.resolve(location), { force: true });
   }

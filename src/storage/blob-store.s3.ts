@@ -1,12 +1,10 @@
-import { createHash } from 'node:crypto';
-import { Transform, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import { DeleteObjectCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { AppError } from '../errors.js';
 import type { ArchiveStore, ByteRange } from './blob-store.js';
+import { S3UploadThread } from './s3-upload-thread.js';
 
 export interface S3Options {
   endpoint: string;
@@ -17,21 +15,27 @@ export interface S3Options {
 
 export const PART_SIZE = 16 * 1024 * 1024;
 
-export function createS3Client(options: S3Options): S3Client {
-  return new S3Client({
+/** The client settings as plain data, so the upload thread builds the same client. */
+function clientConfig(options: S3Options) {
+  return {
     endpoint: options.endpoint,
     region: options.region,
     credentials: { accessKeyId: options.accessKeyId, secretAccessKey: options.secretAccessKey },
     forcePathStyle: true,
     // Ceph RGW (Pacific) rejects streamed bodies signed with the SDK's default flexible checksums.
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
+    requestChecksumCalculation: 'WHEN_REQUIRED' as const,
+    responseChecksumValidation: 'WHEN_REQUIRED' as const,
     maxAttempts: 2,
-    // A stopped or frozen gateway must answer "unavailable" within seconds, not hang a download:
-    // two attempts of at most 2 s to connect and 4 s of silence stay under 10 s. (socketTimeout is the
-    // idle timeout; @smithy's requestTimeout only logs a warning unless throwOnRequestTimeout is set.)
-    requestHandler: new NodeHttpHandler({ connectionTimeout: 2000, socketTimeout: 4000 }),
-  });
+  };
+}
+
+// A stopped or frozen gateway must answer "unavailable" within seconds, not hang a download: two
+// attempts of at most 2 s to connect and 4 s of silence stay under 10 s. (socketTimeout is the idle
+// timeout; @smithy's requestTimeout only logs a warning unless throwOnRequestTimeout is set.)
+const HANDLER_OPTIONS = { connectionTimeout: 2000, socketTimeout: 4000 };
+
+function createS3Client(options: S3Options): S3Client {
+  return new S3Client({ ...clientConfig(options), requestHandler: new NodeHttpHandler(HANDLER_OPTIONS) });
 }
 
 /**
@@ -40,41 +44,35 @@ export function createS3Client(options: S3Options): S3Client {
  */
 export class S3BlobStore implements ArchiveStore {
   readonly tier = 's3' as const;
+  private readonly client: S3Client;
+  /** Signs URLs for the public endpoint, when one is configured. */
+  private readonly presignClient?: S3Client;
+  private readonly uploads: S3UploadThread;
 
   constructor(
-    private readonly client: S3Client,
+    options: S3Options,
     private readonly bucket: string,
-    private readonly presignClient?: S3Client,
-  ) {}
+    publicEndpoint?: string,
+  ) {
+    this.client = createS3Client(options);
+    if (publicEndpoint) this.presignClient = createS3Client({ ...options, endpoint: publicEndpoint });
+    this.uploads = new S3UploadThread({ clientConfig: clientConfig(options), handlerOptions: HANDLER_OPTIONS, partSize: PART_SIZE, queueSize: 4 });
+  }
 
   /**
-   * Multipart upload (parts streamed, never the whole blob in memory), verified without reading it back:
-   * the SHA-1 of the bytes sent must equal `expected.sha1`, and RGW's ETag — the MD5 of what it stored, or
-   * for multipart the MD5 of the part MD5s — must equal the one computed here from the same bytes.
+   * Multipart upload of a local file (parts streamed, never the whole blob in memory), verified without
+   * reading it back: the SHA-1 of the bytes sent must equal `expected.sha1`, and RGW's ETag — the MD5 of
+   * what it stored, or for multipart the MD5 of the part MD5s — must equal the one computed from the
+   * same bytes as they were sent.
    */
-  async store(body: Readable, key: string, expected: { size: number; sha1: string }): Promise<string> {
-    const digest = new UploadDigest(PART_SIZE);
-    const tee = new Transform({
-      transform(chunk: Buffer, _encoding, done) {
-        digest.update(chunk);
-        done(null, chunk);
-      },
-    });
-    const upload = new Upload({
-      client: this.client,
-      params: { Bucket: this.bucket, Key: key, Body: tee },
-      partSize: PART_SIZE,
-      queueSize: 4,
-      leavePartsOnError: false,
-    });
-    await Promise.all([this.unavailableOnNetworkError(upload.done()), pipeline(body, tee)]);
-    const { sha1, size, etag } = digest.finish();
+  async store(filePath: string, key: string, expected: { size: number; sha1: string }): Promise<string> {
+    const sent = await this.unavailableOnNetworkError(this.uploads.upload(filePath, this.bucket, key));
     const head = await this.unavailableOnNetworkError(this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key })));
     // the stored object's own ETag (RGW's CompleteMultipartUpload answer may carry none)
     const storedEtag = (head.ETag ?? '').replaceAll('"', '');
-    if (size !== expected.size || sha1 !== expected.sha1) throw new Error(`local bytes of ${key} no longer match their sha1`);
-    if (Number(head.ContentLength) !== size || storedEtag !== etag) {
-      throw new Error(`S3 stored ${head.ContentLength} bytes with ETag ${storedEtag}; sent ${size} bytes with ETag ${etag}`);
+    if (sent.size !== expected.size || sent.sha1 !== expected.sha1) throw new Error(`local bytes of ${key} no longer match their sha1`);
+    if (Number(head.ContentLength) !== sent.size || storedEtag !== sent.etag) {
+      throw new Error(`S3 stored ${head.ContentLength} bytes with ETag ${storedEtag}; sent ${sent.size} bytes with ETag ${sent.etag}`);
     }
     return key;
   }
@@ -110,6 +108,12 @@ export class S3BlobStore implements ArchiveStore {
     return getSignedUrl(this.presignClient, command, { expiresIn: options.expiresInSeconds });
   }
 
+  async close(): Promise<void> {
+    await this.uploads.close();
+    this.client.destroy();
+    this.presignClient?.destroy();
+  }
+
   private async unavailableOnNetworkError<T>(promise: Promise<T>): Promise<T> {
     try {
       return await promise;
@@ -122,45 +126,5 @@ export class S3BlobStore implements ArchiveStore {
       }
       throw error;
     }
-  }
-}
-
-/** SHA-1, size and the S3 ETag (single-part MD5, or MD5 of part MD5s + "-N") of a byte stream. */
-class UploadDigest {
-  private readonly sha1 = createHash('sha1');
-  private part = createHash('md5');
-  private partBytes = 0;
-  private readonly partDigests: Buffer[] = [];
-  private size = 0;
-
-  constructor(private readonly partSize: number) {}
-
-  update(chunk: Buffer): void {
-    this.sha1.update(chunk);
-    this.size += chunk.length;
-    let offset = 0;
-    while (offset < chunk.length) {
-      // a full part closes only when more bytes follow, exactly as lib-storage cuts them
-      if (this.partBytes === this.partSize) this.closePart();
-      const take = Math.min(this.partSize - this.partBytes, chunk.length - offset);
-      this.part.update(chunk.subarray(offset, offset + take));
-      this.partBytes += take;
-      offset += take;
-    }
-  }
-
-  finish(): { sha1: string; size: number; etag: string } {
-    this.partDigests.push(this.part.digest());
-    const etag =
-      this.partDigests.length === 1
-        ? this.partDigests[0]!.toString('hex')
-        : `${createHash('md5').update(Buffer.concat(this.partDigests)).digest('hex')}-${this.partDigests.length}`;
-    return { sha1: this.sha1.digest('hex'), size: this.size, etag };
-  }
-
-  private closePart(): void {
-    this.partDigests.push(this.part.digest());
-    this.part = createHash('md5');
-    this.partBytes = 0;
   }
 }

@@ -19,11 +19,13 @@ export interface BlobStore {
 export interface LandingStore extends BlobStore {
   /** Takes ownership of a finished local file (moved, not copied) as a blob of `sha1`; returns its location. */
   adopt(filePath: string, sha1: string): Promise<string>;
+  /** The local file holding a blob, for a move to another tier. */
+  pathOf(location: string): string;
 }
 
-/** The tier blobs are moved to: it stores a stream and proves it holds exactly those bytes. */
+/** The tier blobs are moved to: it stores a local file and proves it holds exactly those bytes. */
 export interface ArchiveStore extends BlobStore {
-  store(body: Readable, key: string, expected: { size: number; sha1: string }): Promise<string>;
+  store(filePath: string, key: string, expected: { size: number; sha1: string }): Promise<string>;
   /** A time-limited public URL for the object, or null when no public endpoint is configured. */
   presign(location: string, options: { expiresInSeconds: number; contentDisposition: string }): Promise<string | null>;
 }

@@ -1,4 +1,4 @@
-import { Worker } from 'node:worker_threads';
+import { Thread } from '../thread.js';
 
 /**
  * SHA-1 of staged upload files, advanced over each file's contiguous received prefix as chunks land,
@@ -8,53 +8,24 @@ import { Worker } from 'node:worker_threads';
  * again from byte 0 — slower, never wrong.
  */
 export class PrefixHashers {
-  private worker: Worker | null = null;
-  private readonly waiting = new Map<number, { resolve: (sha1: string) => void; reject: (error: Error) => void }>();
-  private nextRequest = 0;
+  private readonly thread = new Thread(WORKER_SOURCE);
 
   /** Lets hashing run ahead up to `contiguousBytes` in the background. */
   advance(uploadId: string, filePath: string, contiguousBytes: number): void {
-    this.thread().postMessage({ op: 'advance', uploadId, filePath, target: contiguousBytes });
+    this.thread.post({ op: 'advance', uploadId, filePath, target: contiguousBytes });
   }
 
   /** Hashes the rest of a complete file of `size` bytes, flushes it to disk, and returns the hex SHA-1. */
   finish(uploadId: string, filePath: string, size: number): Promise<string> {
-    const request = this.nextRequest++;
-    return new Promise((resolve, reject) => {
-      this.waiting.set(request, { resolve, reject });
-      this.thread().postMessage({ op: 'finish', request, uploadId, filePath, target: size });
-    });
+    return this.thread.request<string>({ op: 'finish', uploadId, filePath, target: size });
   }
 
   drop(uploadId: string): void {
-    this.worker?.postMessage({ op: 'drop', uploadId });
+    this.thread.postIfRunning({ op: 'drop', uploadId });
   }
 
-  async close(): Promise<void> {
-    await this.worker?.terminate();
-    this.worker = null;
-  }
-
-  private thread(): Worker {
-    if (this.worker) return this.worker;
-    const worker = new Worker(WORKER_SOURCE, { eval: true });
-    worker.unref();
-    worker.on('message', (reply: { request: number; sha1?: string; error?: string }) => {
-      const waiter = this.waiting.get(reply.request);
-      this.waiting.delete(reply.request);
-      if (reply.sha1 !== undefined) waiter?.resolve(reply.sha1);
-      else waiter?.reject(new Error(reply.error ?? 'hashing failed'));
-    });
-    const lost = (error: Error) => {
-      if (this.worker !== worker) return;
-      this.worker = null;
-      for (const waiter of this.waiting.values()) waiter.reject(error);
-      this.waiting.clear();
-    };
-    worker.on('error', lost);
-    worker.on('exit', (code) => lost(new Error(`hashing thread exited with code ${code}`)));
-    this.worker = worker;
-    return worker;
+  close(): Promise<void> {
+    return this.thread.close();
   }
 }
 
@@ -122,8 +93,8 @@ parentPort.on('message', (message) => {
   state.chain = state.chain
     .then(() => finish(state, message.filePath))
     .then(
-      (sha1) => parentPort.postMessage({ request: message.request, sha1 }),
-      (error) => parentPort.postMessage({ request: message.request, error: String(error && error.message) }),
+      (sha1) => parentPort.postMessage({ request: message.request, result: sha1 }),
+      (error) => parentPort.postMessage({ request: message.request, error: { message: String(error && error.message) } }),
     )
     .finally(() => states.delete(message.uploadId));
 });

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AppError } from '../../src/errors.js';
 import type { BlobStore, ByteRange } from '../../src/storage/blob-store.js';
 import { LocalBlobStore } from '../../src/storage/blob-store.local.js';
-import { S3BlobStore, createS3Client } from '../../src/storage/blob-store.s3.js';
+import { S3BlobStore } from '../../src/storage/blob-store.s3.js';
 import { SERVICE_DEFAULTS, servicesAvailable } from '../support/services.js';
 
 /**
@@ -39,23 +39,25 @@ async function openLocal(): Promise<Opened> {
 
 async function openS3(): Promise<Opened> {
   const scratchDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'filestore-blob-contract-s3-'));
-  const client = createS3Client({
-    endpoint: SERVICE_DEFAULTS.S3_ENDPOINT,
-    accessKeyId: SERVICE_DEFAULTS.S3_ACCESS_KEY,
-    secretAccessKey: SERVICE_DEFAULTS.S3_SECRET_KEY,
-    region: SERVICE_DEFAULTS.S3_REGION,
-  });
-  const store = new S3BlobStore(client, SERVICE_DEFAULTS.S3_BUCKET);
+  const store = new S3BlobStore(
+    {
+      endpoint: SERVICE_DEFAULTS.S3_ENDPOINT,
+      accessKeyId: SERVICE_DEFAULTS.S3_ACCESS_KEY,
+      secretAccessKey: SERVICE_DEFAULTS.S3_SECRET_KEY,
+      region: SERVICE_DEFAULTS.S3_REGION,
+    },
+    SERVICE_DEFAULTS.S3_BUCKET,
+  );
   return {
     store,
     scratchDir,
     put: async (source, key) => {
       const bytes = await fsp.readFile(source);
-      const location = await store.store(fs.createReadStream(source), key, { size: bytes.length, sha1: sha1Of(bytes) });
+      const location = await store.store(source, key, { size: bytes.length, sha1: sha1Of(bytes) });
       await fsp.rm(source);
       return location;
     },
-    close: async () => (client.destroy(), await fsp.rm(scratchDir, { recursive: true, force: true })),
+    close: async () => (await store.close(), await fsp.rm(scratchDir, { recursive: true, force: true })),
   };
 }
 

@@ -23,7 +23,7 @@ export function transferProcessor({ db, blobs, local, s3, logger }: TransferDeps
     const size = Number(row.size);
     const key = `blobs/${row.sha1}/${row.id}`;
     const started = Date.now();
-    await s3.store(await local.read(row.location), key, { size, sha1: row.sha1 });
+    await s3.store(local.pathOf(row.location), key, { size, sha1: row.sha1 });
     if (await blobs.switchToArchive(row.id, row.location, key, Date.now())) {
       await local.remove(row.location);
       logger.info({ fileId, size, ms: Date.now() - started }, 'blob moved to s3');
