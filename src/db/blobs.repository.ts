@@ -14,6 +14,8 @@ export interface BlobRow {
   status: BlobStatus;
   created_at: number;
   updated_at: number;
+  /** When the stored bytes were last proven to match sha1 (hashed as they landed, moved, or re-verified). */
+  verified_at: number | null;
 }
 
 export class BlobsRepository {
@@ -52,7 +54,7 @@ export class BlobsRepository {
   /** Switches a local blob to its S3 copy, unless the row changed meanwhile; true when it switched. */
   async switchToArchive(id: number, fromLocation: string, key: string, now: number): Promise<boolean> {
     const changed = await this.db.transaction(null, (trx) =>
-      trx('files').where({ id, tier: 'local', location: fromLocation, status: 'available' }).update({ tier: 's3', location: key, updated_at: now }),
+      trx('files').where({ id, tier: 'local', location: fromLocation, status: 'available' }).update({ tier: 's3', location: key, updated_at: now, verified_at: now }),
     );
     return changed === 1;
   }

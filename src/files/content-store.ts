@@ -53,7 +53,7 @@ export class ContentStore {
       }
       try {
         const id = await db.write(null, (knex) =>
-          blobs.insert(knex, { sha1: temp.sha1, size: temp.size, tier: landing.tier, location, status: 'available', created_at: now, updated_at: now }),
+          blobs.insert(knex, { sha1: temp.sha1, size: temp.size, tier: landing.tier, location, status: 'available', created_at: now, updated_at: now, verified_at: now }),
         );
         await this.deps.onLanded?.(id);
         return id;

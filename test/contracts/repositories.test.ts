@@ -81,7 +81,7 @@ for (const adapter of adapters) {
       const sha1 = createHash('sha1').update(randomBytes(16)).digest('hex');
       const t = now();
       return db.transaction(null, (trx) =>
-        blobs.insert(trx, { sha1, size, tier: 'local', location: 'x', status: 'available', created_at: t, updated_at: t }),
+        blobs.insert(trx, { sha1, size, tier: 'local', location: 'x', status: 'available', created_at: t, updated_at: t, verified_at: t }),
       );
     }
 
@@ -145,7 +145,7 @@ for (const adapter of adapters) {
     it('rejects a second content row with the same sha1 as a unique violation', async () => {
       const sha1 = createHash('sha1').update(randomBytes(16)).digest('hex');
       const t = now();
-      const blob = { sha1, size: 3, tier: 'local' as const, location: 'a', status: 'pending' as const, created_at: t, updated_at: t };
+      const blob = { sha1, size: 3, tier: 'local' as const, location: 'a', status: 'pending' as const, created_at: t, updated_at: t, verified_at: null };
       const id = await db.transaction(null, (trx) => blobs.insert(trx, blob));
       const error = await rejection(db.transaction(null, (trx) => blobs.insert(trx, { ...blob, location: 'b' })));
       expect(isUniqueViolation(error)).toBe(true);

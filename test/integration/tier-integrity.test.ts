@@ -153,12 +153,31 @@ describe.each(profiles)('verification of stored bytes (%s profile)', (profile) =
     if (profile === 'embedded') expect((await blobFiles(app)).filter((file) => file.includes(hash))).toEqual([after.location]);
 
     // verified again, the healed bytes stay available
+    const healedCheck = Number((await contentOf(app, id)).verified_at);
+    await sleep(5);
     const again = await admin.post(`/api/admin/files/${id}/verify`);
     expect(again.status).toBe(202);
     await waitFor('the verify job to record its check', async () => {
-      const checked = await app.services.db.primary('files').where({ id: row.id }).first('verified_at', 'status');
-      return Number(checked.verified_at) > 0 && checked.status === 'available';
+      const checked = await contentOf(app, id);
+      return Number(checked.verified_at) > healedCheck && checked.status === 'available';
     }, 30_000);
+  });
+
+  it('sweeps only blobs whose last check is older than VERIFY_INTERVAL_SECONDS: fresh uploads count as checked', { timeout: 60_000 }, async () => {
+    const { verify } = buildProcessors(app.services);
+    const alice = await newUser(app);
+    const stale = await uploadFile(alice, 'stale.bin', randomBytes(300 * 1024));
+    const fresh = await uploadFile(alice, 'fresh.bin', randomBytes(300 * 1024));
+    if (profile === 'cluster') for (const id of [stale, fresh]) hashes.push((await waitForTier(app, id, 's3')).sha1);
+    const staleRow = await contentOf(app, stale);
+    const freshRow = await contentOf(app, fresh);
+    expect(Number(freshRow.verified_at)).toBeGreaterThan(Date.now() - 60_000);
+    const lastCheck = Date.now() - (app.services.config.VERIFY_INTERVAL_SECONDS + 60) * 1000;
+    await app.services.db.primary('files').where({ id: staleRow.id }).update({ verified_at: lastCheck });
+
+    await verify({ sweep: true });
+    await waitFor('the sweep to re-verify the stale blob', async () => Number((await contentOf(app, stale)).verified_at) > lastCheck, 30_000);
+    expect(Number((await contentOf(app, fresh)).verified_at)).toBe(Number(freshRow.verified_at));
   });
 });
 

@@ -38,7 +38,7 @@ export async function contentOf(app: RunningApp, userFileId: string) {
   const db = app.services.db.primary;
   const link = await db('user_files').where({ id: userFileId }).first('file_id');
   if (!link) throw new Error(`no user_files row ${userFileId}`);
-  return db('files').where({ id: link.file_id }).first() as Promise<{ id: number; sha1: string; size: number; tier: 'local' | 's3'; location: string; status: string }>;
+  return db('files').where({ id: link.file_id }).first() as Promise<{ id: number; sha1: string; size: number; tier: 'local' | 's3'; location: string; status: string; verified_at: number | null }>;
 }
 
 /** Waits until the content behind `userFileId` is on `tier`; returns its row. */
