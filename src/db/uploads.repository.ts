@@ -1,3 +1,4 @@
+import type { Knex } from 'knex';
 import type { Database } from './database.js';
 
 export type UploadState = 'receiving' | 'verifying' | 'complete' | 'failed';
@@ -68,6 +69,14 @@ export class UploadsRepository {
     const changed = await this.db.write(null, (db) =>
       db('upload_sessions').where({ id, challenge_nonce: nonce }).update({ challenge_nonce: null, updated_at: Date.now() }),
     );
+    return changed === 1;
+  }
+
+  /** Inside the linking transaction: completes a proof session if its challenge is still `nonce`. */
+  async completeByProof(trx: Knex, id: string, nonce: string, fileId: string): Promise<boolean> {
+    const changed = await trx('upload_sessions')
+      .where({ id, challenge_nonce: nonce })
+      .update({ challenge_nonce: null, state: 'complete', file_id: fileId, answered: 1, updated_at: Date.now() });
     return changed === 1;
   }
 

@@ -66,11 +66,9 @@ export class ContentStore {
     throw new AppError('unavailable', 'The content is changing state; please retry.');
   }
 
-  /** Up to 64 KiB of a stored content's bytes, from whichever tier holds it. */
-  async readRange(blob: { tier: Tier; location: string }, range: ByteRange): Promise<Buffer> {
-    const pieces: Buffer[] = [];
-    for await (const piece of await this.read(blob, range)) pieces.push(piece as Buffer);
-    return Buffer.concat(pieces);
+  /** Small ranges of a stored content's bytes (a proof's challenge), from whichever tier holds it. */
+  async readRanges(blob: { tier: Tier; location: string }, ranges: ByteRange[]): Promise<Buffer[]> {
+    return this.storeOf(blob).readRanges(blob.location, ranges);
   }
 
   /** A presigned URL valid ≤ 15 minutes for content in S3, or null (local tier, or no public endpoint). */
@@ -80,8 +78,12 @@ export class ContentStore {
   }
 
   async read(blob: { tier: Tier; location: string }, range?: ByteRange) {
+    return this.storeOf(blob).read(blob.location, range);
+  }
+
+  private storeOf(blob: { tier: Tier }) {
     const store = this.deps.tiers[blob.tier];
     if (!store) throw new AppError('storage_unavailable', `The ${blob.tier} tier is not configured here.`);
-    return store.read(blob.location, range);
+    return store;
   }
 }

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Readable } from 'node:stream';
+import type { Knex } from 'knex';
 import type { BlobsRepository } from '../db/blobs.repository.js';
 import { isUniqueViolation, type Database } from '../db/database.js';
 import type { ContentStore } from './content-store.js';
@@ -70,21 +71,25 @@ export class FileService {
 
   /**
    * Adds a user_files row for content already stored in `files` (dedupe, instant upload). Throws
-   * ContentGone (see isContentGone) if the content stopped being available meanwhile.
+   * ContentGone (see isContentGone) if the content stopped being available meanwhile. `alsoCommit` runs
+   * in the same transaction once the file is known; if it throws, nothing is linked.
    */
   async linkStored(
     userId: string,
     folder: string,
     name: string,
     content: { id: number; sha1: string; size: number },
+    alsoCommit?: (trx: Knex, file: FileView) => Promise<void>,
   ): Promise<{ file: FileView; created: boolean }> {
     const now = Date.now();
     const link = () => this.deps.db.transaction(userId, async (trx) => {
       if (!(await this.deps.blobs.holdAvailable(trx, content.id, now))) throw new ContentGone();
       const clash = await this.deps.userFiles.findByPath(trx, userId, folder, name);
       if (clash) {
-        if (clash.sha1 === content.sha1) return { file: toFileView(clash), created: false };
-        throw new AppError('name_conflict');
+        if (clash.sha1 !== content.sha1) throw new AppError('name_conflict');
+        const file = toFileView(clash);
+        await alsoCommit?.(trx, file);
+        return { file, created: false };
       }
       await this.deps.folders.ensure(trx, userId, folderChainWithParents(folder), now);
       const row = {
@@ -93,7 +98,9 @@ export class FileService {
       };
       await this.deps.userFiles.insert(trx, row);
       // the answer is built from the row just written: no read back (instant upload counts round trips)
-      return { file: toFileView({ ...row, sha1: content.sha1 }), created: true };
+      const file = toFileView({ ...row, sha1: content.sha1 });
+      await alsoCommit?.(trx, file);
+      return { file, created: true };
     });
     // A concurrent link to the same name committed between our check and our insert: run once more,
     // so its row is seen and answered as "same file" or name_conflict rather than a raw unique violation.

@@ -28,11 +28,23 @@ export class LocalBlobStore implements LandingStore {
   }
 
   async read(location: string, range?: ByteRange): Promise<Readable> {
-    const handle = await fsp.open(this.resolve(location), 'r').catch((error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') throw new AppError('unavailable', 'The stored content is missing.');
-      throw error;
-    });
+    const handle = await this.open(location);
     return handle.createReadStream(range ? { start: range.start, end: range.end } : {});
+  }
+
+  async readRanges(location: string, ranges: ByteRange[]): Promise<Buffer[]> {
+    const handle = await this.open(location);
+    try {
+      return await Promise.all(
+        ranges.map(async ({ start, end }) => {
+          const buffer = Buffer.alloc(end - start + 1);
+          const { bytesRead } = await handle.read(buffer, 0, buffer.length, start);
+          return buffer.subarray(0, bytesRead);
+        }),
+      );
+    } finally {
+      await handle.close();
+    }
   }
 
   pathOf(location: string): string {
@@ -46,6 +58,13 @@ export class LocalBlobStore implements LandingStore {
   async ping(): Promise<void> {
     await fsp.mkdir(this.root, { recursive: true });
     await fsp.access(this.root, fs.constants.W_OK);
+  }
+
+  private open(location: string): Promise<fsp.FileHandle> {
+    return fsp.open(this.resolve(location), 'r').catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') throw new AppError('unavailable', 'The stored content is missing.');
+      throw error;
+    });
   }
 
   private resolve(location: string): string {

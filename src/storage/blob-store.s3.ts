@@ -93,6 +93,16 @@ export class S3BlobStore implements ArchiveStore {
     return body;
   }
 
+  async readRanges(location: string, ranges: ByteRange[]): Promise<Buffer[]> {
+    return Promise.all(
+      ranges.map(async (range) => {
+        const pieces: Buffer[] = [];
+        for await (const piece of await this.read(location, range)) pieces.push(piece as Buffer);
+        return Buffer.concat(pieces);
+      }),
+    );
+  }
+
   async remove(location: string): Promise<void> {
     await this.unavailableOnNetworkError(this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: location })));
   }

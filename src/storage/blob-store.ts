@@ -11,6 +11,8 @@ export interface BlobStore {
   readonly tier: 'local' | 's3';
   /** The blob's bytes, or only `range` of them. */
   read(location: string, range?: ByteRange): Promise<Readable>;
+  /** Small ranges of the blob, each in memory (a proof's challenge: up to 64 KiB each). */
+  readRanges(location: string, ranges: ByteRange[]): Promise<Buffer[]>;
   remove(location: string): Promise<void>;
   ping(): Promise<void>;
 }

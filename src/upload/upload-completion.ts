@@ -1,5 +1,5 @@
 import type { Cache } from '../cache/cache.js';
-import type { BlobsRepository } from '../db/blobs.repository.js';
+import type { BlobRow, BlobsRepository } from '../db/blobs.repository.js';
 import type { Database } from '../db/database.js';
 import type { UploadRow, UploadsRepository } from '../db/uploads.repository.js';
 import { AppError, type ErrorCode } from '../errors.js';
@@ -27,6 +27,9 @@ export interface UploadCompletionDeps {
   answerWithinMs: number;
 }
 
+
+/** A proof's challenge was used by a concurrent answer. */
+class ChallengeUsed extends Error {}
 
 /** The end of an upload: verify the bytes' SHA-1 and link them, or link stored content by proof. */
 export class UploadCompletion {
@@ -62,49 +65,57 @@ export class UploadCompletion {
   async prove(userId: string, id: string, proof: string): Promise<{ status: 201 | 200; file: FileView }> {
     const session = await findLiveSession(this.deps.uploads, userId, id);
     if (session.state === 'complete') return this.answerCompleted(userId, session);
-    if (session.mode !== 'proof' || !session.challenge_nonce) throw new AppError('upload_state', 'This upload has no open challenge.');
+    const nonce = session.challenge_nonce;
+    if (session.mode !== 'proof' || !nonce) throw new AppError('upload_state', 'This upload has no open challenge.');
     const throttleKey = proofThrottleKey(userId, session.sha1!);
-    const failures = await this.deps.cache.peek(throttleKey);
+    const [failures, blob] = await Promise.all([
+      this.deps.cache.peek(throttleKey),
+      this.deps.db.readPrimary((db) => this.deps.blobs.findBySha1(db, session.sha1!)),
+    ]);
     if (failures.count >= MAX_WRONG_PROOFS) {
       // locked out of proofs for this content: the session becomes a plain upload
       await this.fallBackToChunks(session);
       throw new AppError('too_many_requests', undefined, {}, { 'Retry-After': String(failures.retryAfterSeconds) });
     }
-    // Single use: whoever clears the nonce first owns this answer; a replay finds it gone.
-    const [consumed, blob] = await Promise.all([
-      this.deps.uploads.consumeChallenge(id, session.challenge_nonce),
-      this.deps.db.readPrimary((db) => this.deps.blobs.findBySha1(db, session.sha1!)),
-    ]);
-    const live = consumed && (session.challenge_expires_at ?? 0) > Date.now() && blob?.status === 'available';
-    const ranges = JSON.parse(session.challenge_ranges ?? '[]') as Array<{ offset: number; length: number }>;
-    const rangeBytes = () =>
-      Promise.all(ranges.map((r) => this.deps.content.readRange(blob!, toByteRange(r)))).catch(async (error: unknown) => {
-        // collected while we read it: the bytes must come from the client, and the proof was not wrong
-        if (error instanceof AppError && error.code === 'unavailable') throw await this.fallBackToChunks(session);
-        throw error;
-      });
-    const right = live && proofMatches(expectedProof(session.challenge_nonce, await rangeBytes()), proof);
-    if (!right) {
-      if (consumed) await this.deps.cache.hit(throttleKey, WRONG_PROOF_WINDOW_SECONDS);
+    const live = (session.challenge_expires_at ?? 0) > Date.now() && blob?.status === 'available';
+    if (!live || !proofMatches(expectedProof(nonce, await this.challengedBytes(session, blob)), proof)) {
+      // Single use: whoever clears the nonce first owns this answer; a replay finds it gone.
+      if (await this.deps.uploads.consumeChallenge(id, nonce)) await this.deps.cache.hit(throttleKey, WRONG_PROOF_WINDOW_SECONDS);
       throw await this.fallBackToChunks(session);
     }
+    // Right: the link, the use of the challenge and the session's completion commit together (one
+    // transaction on the instant-upload path); a replay racing this answer finds the challenge used.
     const linked = await this.deps.files
-      .linkStored(userId, session.folder, session.name, { id: blob!.id, sha1: blob!.sha1, size: session.size })
+      .linkStored(userId, session.folder, session.name, { id: blob.id, sha1: blob.sha1, size: session.size }, async (trx, file) => {
+        if (!(await this.deps.uploads.completeByProof(trx, id, nonce, file.id))) throw new ChallengeUsed();
+      })
       .catch((error: unknown) => {
-        if (isContentGone(error)) return null;
+        if (isContentGone(error) || error instanceof ChallengeUsed) return null;
         throw error;
       });
-    // collected or found corrupt since the challenge: the bytes must come from the client after all
-    if (!linked) throw await this.fallBackToChunks(session);
-    const { file } = linked;
-    await Promise.all([this.deps.uploads.update(id, { state: 'complete', file_id: file.id, answered: 1 }), this.deps.staging.remove(id)]);
-    return { status: 201, file };
+    if (!linked) {
+      const now = await findLiveSession(this.deps.uploads, userId, id);
+      if (now.state === 'complete') return this.answerCompleted(userId, now);
+      // collected or found corrupt since the challenge: the bytes must come from the client after all
+      throw await this.fallBackToChunks(session);
+    }
+    await this.deps.staging.remove(id);
+    return { status: 201, file: linked.file };
+  }
+
+  /** The challenged ranges of stored content; content collected meanwhile means the client must upload. */
+  private async challengedBytes(session: UploadRow, blob: BlobRow): Promise<Buffer[]> {
+    const ranges = (JSON.parse(session.challenge_ranges ?? '[]') as Array<{ offset: number; length: number }>).map(toByteRange);
+    return this.deps.content.readRanges(blob, ranges).catch(async (error: unknown) => {
+      if (error instanceof AppError && error.code === 'unavailable') throw await this.fallBackToChunks(session);
+      throw error;
+    });
   }
 
   /** Turns a proof session into a chunk upload; returns the 403 that tells the client to upload. */
   private async fallBackToChunks(session: UploadRow): Promise<AppError> {
     await this.deps.staging.ensure(session.id, session.size);
-    await this.deps.uploads.update(session.id, { mode: 'chunks' });
+    await this.deps.uploads.update(session.id, { mode: 'chunks', challenge_nonce: null });
     return new AppError('proof_rejected', undefined, { mode: 'chunks', chunkSize: session.chunk_size, chunkCount: session.chunk_count });
   }
 

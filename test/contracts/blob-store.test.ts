@@ -132,6 +132,14 @@ for (const adapter of adapters) {
       expect((await read(location, { start: 0, end: 99_999 })).equals(bytes)).toBe(true);
     });
 
+    it('reads several small ranges into memory at once, in the order asked (a proof challenge)', async () => {
+      const bytes = randomBytes(200_000);
+      const { location } = await adopt(bytes);
+      const ranges = [{ start: 150_000, end: 150_000 + 65_535 }, { start: 0, end: 0 }, { start: 199_990, end: 199_999 }];
+      const pieces = await store.readRanges(location, ranges);
+      expect(pieces.map((piece) => piece.toString('hex'))).toEqual(ranges.map(({ start, end }) => bytes.subarray(start, end + 1).toString('hex')));
+    });
+
     it('stores and reads back a 0-byte blob', async () => {
       const { location, source } = await adopt(Buffer.alloc(0));
       expect(fs.existsSync(source)).toBe(false);
@@ -147,6 +155,11 @@ for (const adapter of adapters) {
       );
       expect(error).toBeInstanceOf(AppError);
       expect((error as AppError).code).toBe('unavailable');
+      const rangesError = await store.readRanges(location, [{ start: 0, end: 9 }]).then(
+        () => expect.fail('reading ranges of a removed blob should fail'),
+        (e: unknown) => e,
+      );
+      expect((rangesError as AppError).code).toBe('unavailable');
     });
 
     it('removes a blob that is already gone without complaint', async () => {
