@@ -33,6 +33,7 @@ const schema = z.object({
   GC_GRACE_SECONDS: positiveInt.default(3600),
   GC_INTERVAL_SECONDS: positiveInt.default(300),
   VERIFY_INTERVAL_SECONDS: positiveInt.default(7 * 24 * 3600),
+  S3_ABANDONED_UPLOAD_SECONDS: positiveInt.default(24 * 3600),
   ADMIN_USERS: z.string().default('').transform((list) => list.split(',').map((name) => name.trim()).filter(Boolean)),
   S3_PUBLIC_ENDPOINT: optionalUrl,
   WORKER_METRICS_PORT: port.default(9464),

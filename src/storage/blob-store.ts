@@ -28,6 +28,8 @@ export interface LandingStore extends BlobStore {
 /** The tier blobs are moved to: it stores a local file and proves it holds exactly those bytes. */
 export interface ArchiveStore extends BlobStore {
   store(filePath: string, key: string, expected: { size: number; sha1: string }): Promise<string>;
+  /** Aborts multipart uploads begun before `time` (epoch ms): a transfer whose worker died mid-copy. */
+  abortUploadsStartedBefore(time: number): Promise<number>;
   /** A time-limited public URL for the object, or null when no public endpoint is configured. */
   presign(location: string, options: { expiresInSeconds: number; contentDisposition: string }): Promise<string | null>;
 }

@@ -3,14 +3,16 @@ import http from 'node:http';
 import path from 'node:path';
 import { Upload } from 'tus-js-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CreateMultipartUploadCommand, UploadPartCommand } from '@aws-sdk/client-s3';
+import { buildProcessors } from '../../workers/processors/index.js';
 import { runJobs } from '../../workers/schedules.js';
 import { startApp, type RunningApp } from '../support/app.js';
 import { ApiClient } from '../support/client.js';
 import { blobFiles, expectErrorBody, newUser, plainGet, sha1 } from '../support/files.js';
-import { removeObjects } from '../support/rgw.js';
-import { servicesAvailable } from '../support/services.js';
+import { multipartUploads, removeObjects, s3 } from '../support/rgw.js';
+import { SERVICE_DEFAULTS, servicesAvailable } from '../support/services.js';
 import { MiB, proofFor, type Challenge } from '../support/uploads.js';
-import { abandonDownload, contentOf, filesHolding, openFilesUnder, sample, waitFor, waitForTier } from '../support/workers.js';
+import { abandonDownload, contentOf, filesHolding, openFilesUnder, sample, sleep, waitFor, waitForTier } from '../support/workers.js';
 
 const cluster = await servicesAvailable('storage tiers (cluster profile)', ['mariadb-pair', 'redis', 'ceph-rgw']);
 
@@ -302,5 +304,36 @@ describe.runIf(cluster)('storage tiers: content lands locally and moves to Ceph 
     expect(row.location).toBe(`blobs/${sha1(bytes)}/${row.id}`);
     await waitFor('the local blob to go', async () => (await blobFiles(app)).length === 0);
     expect((await alice.get(`/api/files/${id}/content`)).bytes.equals(bytes)).toBe(true);
+  });
+});
+
+describe.runIf(cluster)('collection of multipart uploads a killed worker left in S3 (cluster profile)', () => {
+  let app: RunningApp;
+  const prefix = `blobs/${'ab'.repeat(20)}-${randomBytes(4).toString('hex')}/`;
+  beforeAll(async () => {
+    app = await startApp('cluster', { S3_ABANDONED_UPLOAD_SECONDS: '2' });
+  });
+  afterAll(async () => {
+    await app?.close();
+    await removeObjects(prefix);
+  });
+
+  it('aborts multipart uploads begun longer ago than S3_ABANDONED_UPLOAD_SECONDS and leaves younger ones going', { timeout: 60_000 }, async () => {
+    const client = s3();
+    const begin = async (key: string) => {
+      const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: SERVICE_DEFAULTS.S3_BUCKET, Key: key }));
+      await client.send(new UploadPartCommand({ Bucket: SERVICE_DEFAULTS.S3_BUCKET, Key: key, UploadId, PartNumber: 1, Body: randomBytes(MiB) }));
+      return UploadId!;
+    };
+    try {
+      const abandoned = await begin(`${prefix}1`);
+      await sleep(3500);
+      const young = await begin(`${prefix}2`);
+      await buildProcessors(app.services).gc({});
+      expect(await multipartUploads(prefix)).toEqual([{ key: `${prefix}2`, uploadId: young }]);
+      expect(abandoned).not.toBe(young);
+    } finally {
+      client.destroy();
+    }
   });
 });

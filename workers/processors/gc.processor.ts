@@ -1,13 +1,17 @@
 import type { Logger } from 'pino';
 import type { BlobRow, BlobsRepository, Tier } from '../../src/db/blobs.repository.js';
-import type { BlobStore } from '../../src/storage/blob-store.js';
+import type { ArchiveStore, BlobStore } from '../../src/storage/blob-store.js';
 
 export interface GcDeps {
   blobs: BlobsRepository;
   tiers: Record<Tier, BlobStore | undefined>;
   /** Removes expired upload sessions (chunked and tus) with their staged bytes. */
   collectExpiredUploads: () => Promise<number>;
+  /** The S3 tier, whose abandoned multipart uploads are aborted (cluster profile). */
+  archive?: ArchiveStore;
   graceMs: number;
+  /** A multipart upload older than this was abandoned by a worker that died mid-transfer. */
+  abandonedUploadMs: number;
   logger: Logger;
 }
 
@@ -16,9 +20,10 @@ const BATCH = 200;
 /**
  * Collects blobs no user has referenced for the grace period: available → deleting (refused if a link
  * got there first), then the bytes go, then the row. A crash in between leaves a `deleting` row that the
- * next run finishes. Expired upload sessions go too.
+ * next run finishes. Expired upload sessions go too, and the parts of multipart uploads to S3 that a
+ * killed worker left behind (its job's retry starts a new upload; the old parts would stay forever).
  */
-export function gcProcessor({ blobs, tiers, collectExpiredUploads, graceMs, logger }: GcDeps) {
+export function gcProcessor({ blobs, tiers, collectExpiredUploads, archive, graceMs, abandonedUploadMs, logger }: GcDeps) {
   const collect = async (row: BlobRow): Promise<void> => {
     const store = tiers[row.tier];
     if (!store) return;
@@ -36,6 +41,9 @@ export function gcProcessor({ blobs, tiers, collectExpiredUploads, graceMs, logg
     }
     for (const row of await blobs.listDeleting(BATCH)) await collect(row);
     const uploads = await collectExpiredUploads();
-    if (collected > 0 || uploads > 0) logger.info({ collected, expiredUploads: uploads }, 'garbage collected');
+    const abandonedParts = (await archive?.abortUploadsStartedBefore(now - abandonedUploadMs)) ?? 0;
+    if (collected > 0 || uploads > 0 || abandonedParts > 0) {
+      logger.info({ collected, expiredUploads: uploads, abortedMultipartUploads: abandonedParts }, 'garbage collected');
+    }
   };
 }
