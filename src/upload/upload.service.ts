@@ -48,9 +48,11 @@ export class UploadService {
 
   async create(userId: string, request: NewUpload): Promise<CreateAnswer> {
     const { name, folder, size, sha1 } = request;
-    const [taken, open] = await Promise.all([
+    // independent lookups, at once: the instant-upload path counts round trips
+    const [taken, open, known] = await Promise.all([
       this.deps.files.findByPath(userId, folder, name),
       sha1 === undefined ? undefined : this.deps.uploads.findOpen(userId, { sha1, folder, name, size }, Date.now()),
+      sha1 === undefined ? undefined : this.provableContent(userId, sha1, size),
     ]);
     if (taken) {
       if (sha1 !== undefined && taken.sha1 === sha1) return { status: 200, body: { ...(await this.deps.files.get(userId, taken.id)), mode: 'existing' } };
@@ -65,7 +67,6 @@ export class UploadService {
       challenge_nonce: null, challenge_ranges: null, challenge_expires_at: null,
       created_at: now, updated_at: now, expires_at: now + this.deps.ttlSeconds * 1000,
     };
-    const known = sha1 === undefined ? undefined : await this.provableContent(userId, sha1, size);
     if (known) Object.assign(row, challengeFields(size));
     else await this.deps.staging.ensure(row.id, size);
     await this.deps.uploads.insert(row);
@@ -157,8 +158,11 @@ export class UploadService {
    */
   private async provableContent(userId: string, sha1: string, size: number): Promise<BlobRow | undefined> {
     if (size < PROOF_MIN_SIZE) return undefined;
-    if ((await this.deps.cache.peek(proofThrottleKey(userId, sha1))).count >= MAX_WRONG_PROOFS) return undefined;
-    const blob = await this.deps.db.readPrimary((db) => this.deps.blobs.findBySha1(db, sha1));
+    const [failures, blob] = await Promise.all([
+      this.deps.cache.peek(proofThrottleKey(userId, sha1)),
+      this.deps.db.readPrimary((db) => this.deps.blobs.findBySha1(db, sha1)),
+    ]);
+    if (failures.count >= MAX_WRONG_PROOFS) return undefined;
     if (!blob || blob.status !== 'available' || Number(blob.size) !== size) return undefined;
     if (this.deps.dedupeScope === 'user' && !(await this.deps.userFiles.ownsContent(userId, blob.id))) return undefined;
     return blob;
