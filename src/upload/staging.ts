@@ -50,13 +50,17 @@ export class UploadStaging {
     const hash = expectedSha1 ? createHash('sha1') : null;
     const writer = new BatchedWriter(handle, offset, !alreadyReceived);
     let received = 0;
-    let tooLong = false;
+    let excess = 0;
     try {
-      for await (const piece of source as AsyncIterable<Buffer>) {
-        // Too long: read the rest without writing it. Leaving the loop early would destroy the request
-        // and leave its keep-alive connection hung after the 400.
-        if (tooLong || received + piece.length > length) {
-          tooLong = true;
+      // not destroyed on leaving the loop early: the request must stay able to carry the 400
+      for await (const piece of source.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
+        if (excess > 0 || received + piece.length > length) {
+          excess += piece.length;
+          // A little extra is read and dropped, so the keep-alive connection stays usable after the 400;
+          // more is not read at all (the connection closes after the answer).
+          if (excess > MAX_DRAINED_EXCESS) {
+            throw new AppError('invalid_input', `chunk is longer than the expected ${length} bytes`, {}, { Connection: 'close' });
+          }
           continue;
         }
         hash?.update(piece);
@@ -68,7 +72,7 @@ export class UploadStaging {
       await writer.settle();
       await handle.close();
     }
-    if (tooLong) throw new AppError('invalid_input', `chunk is longer than the expected ${length} bytes`);
+    if (excess > 0) throw new AppError('invalid_input', `chunk is longer than the expected ${length} bytes`);
     if (received !== length) throw new AppError('invalid_input', `chunk has ${received} bytes; expected ${length}`);
     if (hash && hash.digest('hex') !== expectedSha1) {
       throw new AppError('chunk_hash_mismatch', 'The chunk bytes do not match X-Chunk-Sha1.');
@@ -81,6 +85,7 @@ export class UploadStaging {
 }
 
 const BATCH_BYTES = 2 * 1024 * 1024;
+const MAX_DRAINED_EXCESS = 1024 * 1024;
 
 /**
  * Positional writes of a request's pieces, gathered into ~2 MiB batches (one writev each) with one

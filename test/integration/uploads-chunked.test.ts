@@ -116,6 +116,40 @@ describe.each(profiles)('chunked uploads (%s profile)', (profile) => {
     }
   });
 
+  it('answers 400 to a chunk body far longer than the chunk without reading the rest of it, and the chunk stays missing', { timeout: 30_000 }, async () => {
+    const alice = await newUser(app);
+    const id = (await create(alice, { name: 'endless.bin', size: 2 * CHUNK, chunkSize: CHUNK })).json.uploadId as string;
+    const declared = 256 * MiB;
+    const answer = await new Promise<{ status: number; sent: number; code: string }>((resolve, reject) => {
+      const req = http.request(`${app.baseUrl}/api/uploads/${id}/chunks/0`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${alice.token}`, 'content-length': String(declared) },
+      });
+      let sent = 0;
+      const piece = randomBytes(256 * KiB);
+      const pump = () => {
+        while (sent < declared && req.write(piece)) sent += piece.length;
+      };
+      req.on('drain', pump);
+      req.on('response', (res) => {
+        const pieces: Buffer[] = [];
+        res.on('data', (data: Buffer) => pieces.push(data));
+        res.on('end', () => {
+          req.destroy();
+          resolve({ status: res.statusCode!, sent, code: JSON.parse(Buffer.concat(pieces).toString()).error.code });
+        });
+      });
+      // the server closing mid-body is expected once it has answered
+      req.on('error', (error: NodeJS.ErrnoException) => (['ECONNRESET', 'EPIPE'].includes(error.code ?? '') ? undefined : reject(error)));
+      pump();
+    });
+    expect(answer.status).toBe(400);
+    expect(answer.code).toBe('invalid_input');
+    expect(answer.sent).toBeLessThan(declared / 4);
+    const state = await alice.get(`/api/uploads/${id}`);
+    expect(state.json.missing).toEqual([0, 1]);
+  });
+
   it('answers 400 to a chunkSize outside 256 KiB–64 MiB', async () => {
     const alice = await newUser(app);
     for (const chunkSize of [256 * KiB - 1, 64 * MiB + 1, 0, -CHUNK]) {
