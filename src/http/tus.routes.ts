@@ -1,8 +1,9 @@
 import fs from 'node:fs';
 import { Readable } from 'node:stream';
 import { Router, type Request, type Response } from 'express';
+import { NodeRequest, sendNodeResponse } from 'srvx/node';
 import { currentUser } from '../auth/auth.middleware.js';
-import { notFound } from '../errors.js';
+import { ERRORS, notFound } from '../errors.js';
 import type { TempFiles } from '../storage/temp-file.js';
 import { USER_HEADER, type TusEndpoint } from '../upload/tus-endpoint.js';
 
@@ -24,12 +25,38 @@ export function tusRoutes(tus: TusEndpoint, temp: TempFiles): Router {
     res.setHeader('Tus-Checksum-Algorithm', 'sha1');
     const checksum = req.method === 'PATCH' ? req.get('upload-checksum') : undefined;
     if (checksum === undefined) {
-      await tus.server.handle(req, res);
+      await sendTusAnswer(res, await tus.server.handleWeb(new NodeRequest({ req, res })));
       return;
     }
     await patchWithChecksum(tus, temp, req, res, checksum);
   });
   return router;
+}
+
+/** The error codes of tus's own refusals, by status. */
+const TUS_ERROR_CODES: Record<number, string> = {
+  400: 'invalid_input', 403: 'forbidden', 404: 'not_found', 409: 'upload_state', 410: 'not_found', 412: 'invalid_input',
+  413: 'payload_too_large', 415: 'unsupported_media_type', 460: 'checksum_mismatch', 501: 'not_implemented',
+};
+
+/**
+ * Sends @tus/server's answer. Its own refusals are plain text; every filestore error leaves as JSON
+ * {error: {code, message}} (our hooks' refusals already are), with tus's status and headers.
+ */
+async function sendTusAnswer(res: Response, answer: globalThis.Response): Promise<void> {
+  if (answer.status < 400) return sendNodeResponse(res, answer);
+  const text = (await answer.text()).trim();
+  answer.headers.forEach((value, name) => {
+    if (!/^content-(type|length)$/i.test(name)) res.setHeader(name, value);
+  });
+  if (text.startsWith('{')) {
+    res.status(answer.status).type('application/json').send(text);
+    return;
+  }
+  const hidden = answer.status >= 500 && answer.status !== 501;
+  res.status(hidden ? 500 : answer.status).json({
+    error: hidden ? { code: 'internal', message: ERRORS.internal.message } : { code: TUS_ERROR_CODES[answer.status] ?? 'invalid_input', message: text },
+  });
 }
 
 async function patchWithChecksum(tus: TusEndpoint, temp: TempFiles, req: Request, res: Response, header: string): Promise<void> {
@@ -49,10 +76,7 @@ async function patchWithChecksum(tus: TusEndpoint, temp: TempFiles, req: Request
     headers.set('content-length', String(staged.size));
     const body = Readable.toWeb(fs.createReadStream(staged.path)) as ReadableStream;
     const request = new Request(`http://${req.headers.host ?? 'localhost'}${req.originalUrl}`, { method: 'PATCH', headers, body, duplex: 'half' } as RequestInit);
-    const response = await tus.server.handleWeb(request);
-    res.status(response.status);
-    response.headers.forEach((value, name) => res.setHeader(name, value));
-    res.end(Buffer.from(await response.arrayBuffer()));
+    await sendTusAnswer(res, await tus.server.handleWeb(request));
   } finally {
     await temp.discard(staged.path);
   }

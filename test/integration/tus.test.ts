@@ -171,6 +171,26 @@ describe.each(profiles)('tus uploads (%s profile)', (profile) => {
     expect((await downloaded(alice, '/raw', 'checked.bin'))!.equals(bytes)).toBe(true);
   });
 
+  it("answers tus's own refusals as JSON errors with their tus status: a wrong offset, a missing length, a wrong content type", async () => {
+    const alice = await newUser(app);
+    const url = await create(alice, 1000, 'strict.bin');
+    const octets = { 'content-type': 'application/offset+octet-stream' };
+    const refusals = [
+      await tus(alice, 'PATCH', url, { ...octets, 'upload-offset': '10' }, randomBytes(10)),
+      await tus(alice, 'POST', `${app.baseUrl}/api/tus`, {}),
+      await tus(alice, 'PATCH', url, { 'content-type': 'text/plain', 'upload-offset': '0' }, randomBytes(10)),
+    ];
+    const seen = await Promise.all(
+      refusals.map(async (answer) => ({ status: answer.status, type: answer.headers.get('content-type'), code: (await answer.json()).error.code })),
+    );
+    expect(seen).toEqual([
+      { status: 409, type: 'application/json; charset=utf-8', code: 'upload_state' },
+      { status: 400, type: 'application/json; charset=utf-8', code: 'invalid_input' },
+      { status: 400, type: 'application/json; charset=utf-8', code: 'invalid_input' },
+    ]);
+    expect(await offsetOf(alice, url)).toBe('0');
+  });
+
   it('advertises the checksum extension and sha1 on OPTIONS', async () => {
     const alice = await newUser(app);
     const options = await tus(alice, 'OPTIONS', `${app.baseUrl}/api/tus`);
