@@ -87,6 +87,8 @@ describe.runIf(cluster)('the S3 tier under faults (cluster profile)', () => {
     const recoveredInMs = Date.now() - killedAt;
     expect(moved.location).toBe(`blobs/${hash}/${landed.id}`);
     await waitFor('the local copy to go', async () => !(await fsp.stat(localFile).then(() => true, () => false)), 10_000);
+    // the worker logs the move after deleting the local copy; its line may still be in the pipe
+    await waitFor('the worker to log the move', async () => second.logLines().some((line) => line.msg === 'blob moved to s3'), 10_000);
     expect(second.logLines().find((line) => line.msg === 'blob moved to s3')).toMatchObject({ fileId: landed.id, size: bytes.length });
     expect(await downloadSha1(alice, id)).toEqual(good);
 
