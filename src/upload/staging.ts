@@ -56,10 +56,12 @@ export class UploadStaging {
       for await (const piece of source.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
         if (excess > 0 || received + piece.length > length) {
           excess += piece.length;
-          // A little extra is read and dropped, so the keep-alive connection stays usable after the 400;
-          // more is not read at all (the connection closes after the answer).
+          // A little extra is read and dropped, so the keep-alive connection stays usable after the 400.
+          // Far more answers at once, and the connection is cut after a bounded lingering read (cutting
+          // at once would reset it before the client could read the answer).
           if (excess > MAX_DRAINED_EXCESS) {
-            throw new AppError('invalid_input', `chunk is longer than the expected ${length} bytes`, {}, { Connection: 'close' });
+            lingerThenCut(source);
+            throw new AppError('invalid_input', `chunk is longer than the expected ${length} bytes`);
           }
           continue;
         }
@@ -86,6 +88,16 @@ export class UploadStaging {
 
 const BATCH_BYTES = 2 * 1024 * 1024;
 const MAX_DRAINED_EXCESS = 1024 * 1024;
+const MAX_LINGER_BYTES = 16 * 1024 * 1024;
+
+/** Drops what is left of a request body; past MAX_LINGER_BYTES the connection is cut. */
+function lingerThenCut(source: Readable): void {
+  let dropped = 0;
+  source.on('data', (piece: Buffer) => {
+    dropped += piece.length;
+    if (dropped > MAX_LINGER_BYTES) source.destroy();
+  });
+}
 
 /**
  * Positional writes of a request's pieces, gathered into ~2 MiB batches (one writev each) with one
