@@ -1,14 +1,13 @@
 import type { Logger } from 'pino';
-import type { BlobRow, BlobsRepository, Tier } from '../../src/db/blobs.repository.js';
+import type { BlobRow, BlobsRepository } from '../../src/db/blobs.repository.js';
 import type { ArchiveStore, BlobStore } from '../../src/storage/blob-store.js';
 
 export interface GcDeps {
   blobs: BlobsRepository;
-  tiers: Record<Tier, BlobStore | undefined>;
+  /** The S3 tier (cluster profile) also has its abandoned multipart uploads aborted. */
+  tiers: { local: BlobStore; s3?: ArchiveStore };
   /** Removes expired upload sessions (chunked and tus) with their staged bytes. */
   collectExpiredUploads: () => Promise<number>;
-  /** The S3 tier, whose abandoned multipart uploads are aborted (cluster profile). */
-  archive?: ArchiveStore;
   graceMs: number;
   /** A multipart upload older than this was abandoned by a worker that died mid-transfer. */
   abandonedUploadMs: number;
@@ -23,7 +22,7 @@ const BATCH = 200;
  * next run finishes. Expired upload sessions go too, and the parts of multipart uploads to S3 that a
  * killed worker left behind (its job's retry starts a new upload; the old parts would stay forever).
  */
-export function gcProcessor({ blobs, tiers, collectExpiredUploads, archive, graceMs, abandonedUploadMs, logger }: GcDeps) {
+export function gcProcessor({ blobs, tiers, collectExpiredUploads, graceMs, abandonedUploadMs, logger }: GcDeps) {
   const collect = async (row: BlobRow): Promise<void> => {
     const store = tiers[row.tier];
     if (!store) return;
@@ -41,7 +40,7 @@ export function gcProcessor({ blobs, tiers, collectExpiredUploads, archive, grac
     }
     for (const row of await blobs.listDeleting(BATCH)) await collect(row);
     const uploads = await collectExpiredUploads();
-    const abandonedParts = (await archive?.abortUploadsStartedBefore(now - abandonedUploadMs)) ?? 0;
+    const abandonedParts = (await tiers.s3?.abortUploadsStartedBefore(now - abandonedUploadMs)) ?? 0;
     if (collected > 0 || uploads > 0 || abandonedParts > 0) {
       logger.info({ collected, expiredUploads: uploads, abortedMultipartUploads: abandonedParts }, 'garbage collected');
     }

@@ -18,7 +18,6 @@ export function buildProcessors(services: Services): Processors {
       blobs,
       tiers: { local, s3 },
       collectExpiredUploads: async () => (await uploads.collectExpired()) + (await tus.collectExpired()),
-      archive: s3,
       graceMs: config.GC_GRACE_SECONDS * 1000,
       abandonedUploadMs: config.S3_ABANDONED_UPLOAD_SECONDS * 1000,
       logger,
