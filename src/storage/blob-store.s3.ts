@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import { buffer } from 'node:stream/consumers';
 import {
   AbortMultipartUploadCommand,
   DeleteObjectCommand,
@@ -102,13 +103,7 @@ export class S3BlobStore implements ArchiveStore {
   }
 
   async readRanges(location: string, ranges: ByteRange[]): Promise<Buffer[]> {
-    return Promise.all(
-      ranges.map(async (range) => {
-        const pieces: Buffer[] = [];
-        for await (const piece of await this.read(location, range)) pieces.push(piece as Buffer);
-        return Buffer.concat(pieces);
-      }),
-    );
+    return Promise.all(ranges.map(async (range) => buffer(await this.read(location, range))));
   }
 
   async abortUploadsStartedBefore(time: number): Promise<number> {
