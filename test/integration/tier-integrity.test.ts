@@ -182,7 +182,7 @@ describe.each(profiles)('verification of stored bytes (%s profile)', (profile) =
 });
 
 describe.each(profiles)('collection of expired upload sessions (%s profile)', (profile) => {
-  const app = useApp(profile, { UPLOAD_TTL_SECONDS: '1' });
+  const app = useApp(profile, { UPLOAD_TTL_SECONDS: '3' });
 
   it('removes chunked and tus sessions past UPLOAD_TTL_SECONDS with their staged bytes, and leaves stored files alone', async () => {
     const { gc } = buildProcessors(app.services);
@@ -190,7 +190,7 @@ describe.each(profiles)('collection of expired upload sessions (%s profile)', (p
     const tusHeaders = { 'tus-resumable': '1.0.0', authorization: `Bearer ${alice.token}` };
     const partial = randomBytes(3 * MiB);
     const finished = randomBytes(300 * 1024);
-    // all of it within the 1 s the sessions live
+    // all of it within the 3 s the sessions live (1 s was too short for a loaded CI machine)
     const [open, done, tusPartial, tusDone] = await Promise.all([
       (async () => {
         const created = await alice.post('/api/uploads', { name: 'partial.bin', size: partial.length, chunkSize: MiB });
@@ -217,7 +217,7 @@ describe.each(profiles)('collection of expired upload sessions (%s profile)', (p
     expect(await filesUnder(path.join(app.dataDir, 'uploads'))).toEqual([`${open}.part`]);
     expect((await filesUnder(path.join(app.dataDir, 'tus'))).length).toBeGreaterThanOrEqual(2);
 
-    await sleep(1200);
+    await sleep(3200);
     await gc({});
     expect(await app.services.db.primary('upload_sessions').count({ n: '*' }).then((rows) => Number(rows[0]!.n))).toBe(0);
     for (const uploadId of [open, done.uploadId]) expect((await alice.get(`/api/uploads/${uploadId}`)).status).toBe(404);
