@@ -293,7 +293,7 @@ describe.each(profiles)('access token lifetime (%s profile, ACCESS_TOKEN_TTL_SEC
   const app = useApp(profile, { ACCESS_TOKEN_TTL_SECONDS: '3' });
 
   const waitPastExpiry = async (token: string) => {
-    const { exp } = JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString());
+    const { exp } = JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString());
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, exp * 1000 - Date.now()) + 1100));
   };
 
