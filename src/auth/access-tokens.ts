@@ -6,8 +6,18 @@ export interface AccessClaims {
   username: string;
 }
 
+/** How many verified tokens are remembered; past it the oldest is forgotten (and verified again if seen). */
+const MAX_REMEMBERED = 10_000;
+
 /** Short-lived HS256 JWTs; the refresh token is what lasts. */
 export class AccessTokens {
+  /**
+   * Tokens already verified, with their expiry. A verification is a WebCrypto HMAC, i.e. a thread-pool
+   * round trip (~0.5 ms on the instant-upload path, twice per upload); a token's validity depends only on
+   * its bytes and the clock, so the answer can be kept until it expires.
+   */
+  private readonly verified = new Map<string, { claims: AccessClaims; expiresAtMs: number }>();
+
   constructor(
     private readonly key: Uint8Array,
     readonly ttlSeconds: number,
@@ -23,12 +33,26 @@ export class AccessTokens {
   }
 
   async verify(token: string): Promise<AccessClaims> {
+    const known = this.verified.get(token);
+    if (known) {
+      // jose's rule: valid while the clock is before exp
+      if (Date.now() < known.expiresAtMs) return known.claims;
+      this.verified.delete(token);
+      throw new AppError('token_expired');
+    }
+    const { claims, expiresAtMs } = await this.verifySignature(token);
+    if (this.verified.size >= MAX_REMEMBERED) this.verified.delete(this.verified.keys().next().value!);
+    this.verified.set(token, { claims, expiresAtMs });
+    return claims;
+  }
+
+  private async verifySignature(token: string): Promise<{ claims: AccessClaims; expiresAtMs: number }> {
     try {
-      const { payload } = await jwtVerify(token, this.key, { algorithms: ['HS256'] });
+      const { payload } = await jwtVerify(token, this.key, { algorithms: ['HS256'], requiredClaims: ['exp'] });
       if (payload.typ !== 'access' || typeof payload.sub !== 'string' || typeof payload.username !== 'string') {
         throw new AppError('unauthorized', 'The access token is not valid.');
       }
-      return { userId: payload.sub, username: payload.username };
+      return { claims: { userId: payload.sub, username: payload.username }, expiresAtMs: payload.exp! * 1000 };
     } catch (error) {
       if (error instanceof AppError) throw error;
       if (error instanceof joseErrors.JWTExpired) throw new AppError('token_expired');
