@@ -143,7 +143,7 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
     ttlSeconds: config.UPLOAD_TTL_SECONDS, dedupeScope: config.DEDUPE_SCOPE,
   });
   const completion = new UploadCompletion({
-    db, uploads: uploadsRepo, blobs, files, content, tracker, staging, hashers, cache, answerWithinMs: 400,
+    uploads: uploadsRepo, files, content, tracker, staging, hashers, cache, answerWithinMs: 400,
   });
   const tus = new TusEndpoint({
     dataDir: config.DATA_DIR, ttlSeconds: config.UPLOAD_TTL_SECONDS, maxSize: config.MAX_UPLOAD_BYTES,

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import type { BlobRow } from './blobs.repository.js';
 import type { Database } from './database.js';
 
 export type UploadState = 'receiving' | 'verifying' | 'complete' | 'failed';
@@ -37,6 +38,24 @@ export class UploadsRepository {
   async find(userId: string, id: string): Promise<UploadRow | undefined> {
     const row = await this.db.readPrimary((db) => db<UploadRow>('upload_sessions').where({ id, user_id: userId }).first());
     return row && normalize(row);
+  }
+
+  /**
+   * The session and the stored content of its sha1 (if any) in one round trip: the instant-upload proof
+   * path counts round trips.
+   */
+  async findWithContent(userId: string, id: string): Promise<{ session: UploadRow; content?: BlobRow } | undefined> {
+    const row = await this.db.readPrimary((db) =>
+      db('upload_sessions as s')
+        .leftJoin('files as f', 'f.sha1', 's.sha1')
+        .where({ 's.id': id, 's.user_id': userId })
+        .first('s.*', ...CONTENT_COLUMNS.map((column) => `f.${column} as content_${column}`)),
+    );
+    if (!row) return undefined;
+    const session = Object.fromEntries(Object.entries(row).filter(([key]) => !key.startsWith('content_'))) as unknown as UploadRow;
+    const content =
+      row.content_id === null ? undefined : (Object.fromEntries(CONTENT_COLUMNS.map((column) => [column, row[`content_${column}`]])) as unknown as BlobRow);
+    return { session: normalize(session), content };
   }
 
   /** The open session of this user for the same content and destination, if any. */
@@ -89,6 +108,8 @@ export class UploadsRepository {
     return rows.map(normalize);
   }
 }
+
+const CONTENT_COLUMNS: Array<keyof BlobRow> = ['id', 'sha1', 'size', 'tier', 'location', 'status', 'created_at', 'updated_at', 'verified_at'];
 
 /** mysql2 and better-sqlite3 agree on strings; BIGINT columns come back as numbers or strings. */
 function normalize(row: UploadRow): UploadRow {

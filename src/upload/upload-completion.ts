@@ -1,6 +1,5 @@
 import type { Cache } from '../cache/cache.js';
-import type { BlobRow, BlobsRepository } from '../db/blobs.repository.js';
-import type { Database } from '../db/database.js';
+import type { ByteRange } from '../storage/blob-store.js';
 import type { UploadRow, UploadsRepository } from '../db/uploads.repository.js';
 import { AppError, type ErrorCode } from '../errors.js';
 import type { ContentStore } from '../files/content-store.js';
@@ -9,14 +8,13 @@ import { missingChunks, type ChunkTracker } from './chunk-tracker.js';
 import type { PrefixHashers } from './prefix-hasher.js';
 import { MAX_WRONG_PROOFS, WRONG_PROOF_WINDOW_SECONDS, expectedProof, proofMatches, proofThrottleKey, toByteRange } from './proof.js';
 import type { UploadStaging } from './staging.js';
-import { findLiveSession } from './upload.service.js';
+import { findLiveSession, liveSession } from './upload.service.js';
+import { isId } from '../ids.js';
 
 export type CompleteAnswer = { status: 201 | 200; file: FileView } | { status: 202; state: 'verifying' };
 
 export interface UploadCompletionDeps {
-  db: Database;
   uploads: UploadsRepository;
-  blobs: BlobsRepository;
   files: FileService;
   content: ContentStore;
   tracker: ChunkTracker;
@@ -63,22 +61,29 @@ export class UploadCompletion {
 
   /** Checks a proof of possession; right → the file is linked at once, wrong → the client must upload. */
   async prove(userId: string, id: string, proof: string): Promise<{ status: 201 | 200; file: FileView }> {
-    const session = await findLiveSession(this.deps.uploads, userId, id);
+    const found = isId(id) ? await this.deps.uploads.findWithContent(userId, id) : undefined;
+    const session = liveSession(found?.session);
+    const blob = found?.content;
     if (session.state === 'complete') return this.answerCompleted(userId, session);
     const nonce = session.challenge_nonce;
     if (session.mode !== 'proof' || !nonce) throw new AppError('upload_state', 'This upload has no open challenge.');
+    const live = (session.challenge_expires_at ?? 0) > Date.now() && blob?.status === 'available';
+    // the ranges are read while the throttle is asked; its verdict comes first
+    const reading = live ? this.deps.content.readRanges(blob, challengeRanges(session)) : undefined;
+    reading?.catch(() => undefined);
     const throttleKey = proofThrottleKey(userId, session.sha1!);
-    const [failures, blob] = await Promise.all([
-      this.deps.cache.peek(throttleKey),
-      this.deps.db.readPrimary((db) => this.deps.blobs.findBySha1(db, session.sha1!)),
-    ]);
+    const failures = await this.deps.cache.peek(throttleKey);
     if (failures.count >= MAX_WRONG_PROOFS) {
       // locked out of proofs for this content: the session becomes a plain upload
       await this.fallBackToChunks(session);
       throw new AppError('too_many_requests', undefined, {}, { 'Retry-After': String(failures.retryAfterSeconds) });
     }
-    const live = (session.challenge_expires_at ?? 0) > Date.now() && blob?.status === 'available';
-    if (!live || !proofMatches(expectedProof(nonce, await this.challengedBytes(session, blob)), proof)) {
+    const bytes = await reading?.catch(async (error: unknown) => {
+      // content collected meanwhile: the client must upload
+      if (error instanceof AppError && error.code === 'unavailable') throw await this.fallBackToChunks(session);
+      throw error;
+    });
+    if (!live || !bytes || !proofMatches(expectedProof(nonce, bytes), proof)) {
       // Single use: whoever clears the nonce first owns this answer; a replay finds it gone.
       if (await this.deps.uploads.consumeChallenge(id, nonce)) await this.deps.cache.hit(throttleKey, WRONG_PROOF_WINDOW_SECONDS);
       throw await this.fallBackToChunks(session);
@@ -101,15 +106,6 @@ export class UploadCompletion {
     }
     await this.deps.staging.remove(id);
     return { status: 201, file: linked.file };
-  }
-
-  /** The challenged ranges of stored content; content collected meanwhile means the client must upload. */
-  private async challengedBytes(session: UploadRow, blob: BlobRow): Promise<Buffer[]> {
-    const ranges = (JSON.parse(session.challenge_ranges ?? '[]') as Array<{ offset: number; length: number }>).map(toByteRange);
-    return this.deps.content.readRanges(blob, ranges).catch(async (error: unknown) => {
-      if (error instanceof AppError && error.code === 'unavailable') throw await this.fallBackToChunks(session);
-      throw error;
-    });
   }
 
   /** Turns a proof session into a chunk upload; returns the 403 that tells the client to upload. */
@@ -149,4 +145,8 @@ export class UploadCompletion {
     await this.deps.uploads.update(session.id, { answered: 1 });
     return { status: 201, file };
   }
+}
+
+function challengeRanges(session: UploadRow): ByteRange[] {
+  return (JSON.parse(session.challenge_ranges ?? '[]') as Array<{ offset: number; length: number }>).map(toByteRange);
 }

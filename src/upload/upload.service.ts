@@ -192,7 +192,11 @@ export class UploadService {
 
 /** The user's unexpired session `id`; unknown, foreign, expired and malformed ids all answer 404. */
 export async function findLiveSession(uploads: UploadsRepository, userId: string, id: string): Promise<UploadRow> {
-  const session = isId(id) ? await uploads.find(userId, id) : undefined;
+  return liveSession(isId(id) ? await uploads.find(userId, id) : undefined);
+}
+
+/** A session found by id, unless it is missing or expired (404 either way). */
+export function liveSession(session: UploadRow | undefined): UploadRow {
   if (!session || session.expires_at <= Date.now()) throw notFound();
   return session;
 }

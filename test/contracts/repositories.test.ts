@@ -11,6 +11,7 @@ import { openMysql, openSqlite } from '../../src/db/knex.js';
 import { migrateToLatest } from '../../src/db/migrate.js';
 import { TokensRepository } from '../../src/db/tokens.repository.js';
 import { UserFilesRepository, pathKey, type UserFileRow } from '../../src/db/user-files.repository.js';
+import { UploadsRepository, type UploadRow } from '../../src/db/uploads.repository.js';
 import { UsersRepository } from '../../src/db/users.repository.js';
 import { createScratchDatabase, servicesAvailable } from '../support/services.js';
 
@@ -272,6 +273,33 @@ for (const adapter of adapters) {
       await userFiles.softDelete(userId, deleted, now());
       await addFile(await newUser(), '/', 'a', 99);
       expect(await userFiles.usedBytes(userId)).toBe(5_000_001_000);
+    });
+
+    it('finds an upload session with the stored content of its sha1 in one query, and no content for an unknown sha1', async () => {
+      const uploads = new UploadsRepository(db);
+      const userId = await newUser();
+      const contentId = await newBlob(2048);
+      const stored = await db.readPrimary((knex) => knex('files').where({ id: contentId }).first());
+      const t = now();
+      const session = (id: string, sha1: string | null): UploadRow => ({
+        id, user_id: userId, name: 'a.bin', folder: '/', size: 2048, sha1, chunk_size: 1024, chunk_count: 2, mode: 'proof',
+        state: 'receiving', file_id: null, answered: 0, error_code: null, challenge_nonce: 'ab', challenge_ranges: '[]',
+        challenge_expires_at: t + 1000, created_at: t, updated_at: t, expires_at: t + 60_000,
+      });
+      const [known, unknown, undeclared] = [randomUUID(), randomUUID(), randomUUID()];
+      await uploads.insert(session(known, stored.sha1));
+      await uploads.insert(session(unknown, 'f'.repeat(40)));
+      await uploads.insert(session(undeclared, null));
+
+      const found = await uploads.findWithContent(userId, known);
+      expect(found?.session).toEqual(await uploads.find(userId, known));
+      expect(found?.content).toMatchObject({ id: contentId, sha1: stored.sha1, size: 2048, tier: 'local', location: 'x', status: 'available' });
+      for (const id of [unknown, undeclared]) {
+        const alone = await uploads.findWithContent(userId, id);
+        expect(alone?.session).toEqual(await uploads.find(userId, id));
+        expect(alone?.content).toBeUndefined();
+      }
+      expect(await uploads.findWithContent(await newUser(), known)).toBeUndefined();
     });
 
     it('round-trips non-ASCII and 4-byte UTF-8 (emoji) names, usernames and folders', async () => {
