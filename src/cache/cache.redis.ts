@@ -22,11 +22,10 @@ export class RedisCache implements Cache {
 
   async peek(key: string) {
     const fullKey = this.prefix + key;
-    const [[, value], [, ttlMs]] = (await this.redis.multi().get(fullKey).pttl(fullKey).exec()) as [
-      [unknown, string | null],
-      [unknown, number],
-    ];
+    // one command on the common path (no count yet); the time left is asked only for a live count
+    const value = await this.redis.get(fullKey);
     if (value === null) return { count: 0, retryAfterSeconds: 0 };
+    const ttlMs = await this.redis.pttl(fullKey);
     return { count: Number(value), retryAfterSeconds: Math.max(1, Math.ceil(ttlMs / 1000)) };
   }
 
