@@ -271,7 +271,9 @@ character-set-server=utf8mb4
 collation-server=utf8mb4_general_ci
 # small and fast: test data only, durability not needed
 performance-schema=0
-innodb-buffer-pool-size=16M
+# holds the instant-upload bench's 1M-row files table (~240 MiB with indexes): at 16M every lookup
+# was an O_DIRECT disk read and the bench's p99 doubled (45 → 22 ms); memory is only touched as used
+innodb-buffer-pool-size=256M
 innodb-log-file-size=8M
 innodb-log-buffer-size=2M
 key-buffer-size=1M
