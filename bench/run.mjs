@@ -11,7 +11,7 @@
 // Needs dist/ (npx tsc -p tsconfig.json; make bench builds first). Environment:
 //   BENCH_SIZE_MB=1024      size of the random file (e.g. 64 for a quick run)
 //   BENCH_STAGES=a,b,c,d,e,f  stages of the upload benchmark to run
-//   BENCH_CHUNK_MB=8 BENCH_INFLIGHT=4 BENCH_INSTANT_RUNS=50
+//   BENCH_CHUNK_MB=8 BENCH_INFLIGHT=4 BENCH_INSTANT_RUNS=1000 (with 50, p99 would be the maximum)
 //   BENCH_CPU_PROF=1        run the filestore server under --cpu-prof; the profile is kept and summarised
 //   BENCH_SERVER_WRAP="strace --seccomp-bpf -f -T -e trace=fdatasync -o FILE"  run the server under a tool
 //   BENCH_SEED_ROWS=1000000 BENCH_KEEP_DB=1 (instant-mariadb: keep filestore_bench afterwards)
@@ -33,7 +33,7 @@ const MODE = process.argv[2] ?? 'upload';
 const SIZE = Math.round(Number(process.env.BENCH_SIZE_MB ?? 1024) * MiB);
 const CHUNK = Math.round(Number(process.env.BENCH_CHUNK_MB ?? 8) * MiB);
 const INFLIGHT = Number(process.env.BENCH_INFLIGHT ?? 4);
-const INSTANT_RUNS = Number(process.env.BENCH_INSTANT_RUNS ?? 50);
+const INSTANT_RUNS = Number(process.env.BENCH_INSTANT_RUNS ?? 1000);
 const INSTANT_WARMUP = 3;
 const STAGES = new Set((process.env.BENCH_STAGES ?? 'a,b,c,d,e,f').split(',').map((s) => s.trim()));
 const CPU_PROF = process.env.BENCH_CPU_PROF === '1';
@@ -197,17 +197,21 @@ async function instantUpload(client, token, handle, { size, sha1, name, folder }
   return { total: t1 - t0, create: tCreated - t0, local: tProof - tCreated, proof: t1 - tProof };
 }
 
-async function instantSeries(client, token, file, { size, sha1, folder }) {
+async function instantSeries(client, token, file, { size, sha1, folder, pid }) {
   const handle = await fsp.open(file, 'r');
   try {
     for (let i = 0; i < INSTANT_WARMUP; i += 1) await instantUpload(client, token, handle, { size, sha1, folder, name: `warmup-${i}.bin` });
     const samples = [];
-    for (let i = 0; i < INSTANT_RUNS; i += 1) samples.push(await instantUpload(client, token, handle, { size, sha1, folder, name: `instant-${i}.bin` }));
+    const m = await measured(async () => {
+      for (let i = 0; i < INSTANT_RUNS; i += 1) samples.push(await instantUpload(client, token, handle, { size, sha1, folder, name: `instant-${i}.bin` }));
+    }, { pid });
     const times = samples.map((s) => s.total);
     const phase = (key) => ({ p50: percentile(samples.map((s) => s[key]), 50), p99: percentile(samples.map((s) => s[key]), 99) });
     return {
       times, p50: percentile(times, 50), p99: percentile(times, 99), max: Math.max(...times), mean: times.reduce((a, b) => a + b, 0) / times.length,
       phases: { create: phase('create'), local: phase('local'), proof: phase('proof') },
+      // the server's CPU per upload: how much of the latency is its own work rather than waiting
+      serverCpuMs: { main: (m.serverThreads.main * 1000) / INSTANT_RUNS, others: (m.serverThreads.others * 1000) / INSTANT_RUNS },
     };
   } finally {
     await handle.close();
@@ -322,7 +326,8 @@ function details(label, m) {
 
 const phaseLine = (i) =>
   `phases p50/p99 ms: POST /api/uploads → challenge ${fixed(i.phases.create.p50, 2)}/${fixed(i.phases.create.p99, 2)}; ` +
-  `client reads 3 ranges + SHA-256 ${fixed(i.phases.local.p50, 2)}/${fixed(i.phases.local.p99, 2)}; POST proof → 201 ${fixed(i.phases.proof.p50, 2)}/${fixed(i.phases.proof.p99, 2)}`;
+  `client reads 3 ranges + SHA-256 ${fixed(i.phases.local.p50, 2)}/${fixed(i.phases.local.p99, 2)}; POST proof → 201 ${fixed(i.phases.proof.p50, 2)}/${fixed(i.phases.proof.p99, 2)}\n` +
+  `server CPU per instant upload (mean): main thread ${fixed(i.serverCpuMs.main, 2)} ms, other threads ${fixed(i.serverCpuMs.others, 2)} ms`;
 
 const THROUGHPUT_HEADER = ['stage', 'MiB/s', 'MB/s', 'seconds', 'server CPU s', 'client CPU s', 'CPU s/GiB', 'machine busy', 'peak RSS MiB (before)', 'notes'];
 const THROUGHPUT_ALIGN = ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'l'];
@@ -413,7 +418,7 @@ async function uploadBenchmark() {
       }
       log(`(e) instant upload by a second user, ${INSTANT_WARMUP} warm-up + ${INSTANT_RUNS} timed`);
       const bob = await userToken(server.client, 'bench-bob');
-      results.instant = await instantSeries(server.client, bob, file, { size: SIZE, sha1, folder: '/instant' });
+      results.instant = await instantSeries(server.client, bob, file, { size: SIZE, sha1, folder: '/instant', pid: server.pid });
     }
   } finally {
     if (server) await stopFilestore(server);
@@ -608,7 +613,7 @@ async function instantMariadb() {
 
     log(`(e) instant upload by a second user, ${INSTANT_WARMUP} warm-up + ${INSTANT_RUNS} timed`);
     const bob = await userToken(server.client, 'bench-bob');
-    report.instant = await instantSeries(server.client, bob, file, { size: SIZE, sha1, folder: '/instant' });
+    report.instant = await instantSeries(server.client, bob, file, { size: SIZE, sha1, folder: '/instant', pid: server.pid });
     const [[{ rows }]] = await admin.query(`SELECT COUNT(*) AS \`rows\` FROM \`${database}\`.files`);
     report.rows = Number(rows);
   } finally {
