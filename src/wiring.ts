@@ -11,7 +11,8 @@ import type { Config } from './config.js';
 import { BlobsRepository } from './db/blobs.repository.js';
 import { Database } from './db/database.js';
 import { FoldersRepository } from './db/folders.repository.js';
-import { openMysql, openSqlite } from './db/knex.js';
+import { openMysql, openSqlite, sqliteFile } from './db/knex.js';
+import { SqliteCheckpointer } from './db/sqlite-checkpointer.js';
 import { migrateToLatest } from './db/migrate.js';
 import { TokensRepository } from './db/tokens.repository.js';
 import { UploadsRepository } from './db/uploads.repository.js';
@@ -73,9 +74,19 @@ function openEmbedded(config: Config, logger: Logger): ProfileParts {
   const sqlite = openSqlite(config.DATA_DIR);
   const db = new Database(sqlite, sqlite, { readYourWritesMs: 0, logger });
   const jobs = new SqlJobQueue(db, logger);
+  let lastFailure = '';
+  const checkpointer = new SqliteCheckpointer(sqliteFile(config.DATA_DIR), (error) => {
+    // every round retries: say it once per distinct failure, not four times a second
+    const message = error instanceof Error ? error.message : String(error);
+    if (message !== lastFailure) logger.warn({ err: error }, 'sqlite checkpoint failed');
+    lastFailure = message;
+  });
   return {
     db, jobs, cache: new MemoryCache(), tracker: new SqlChunkTracker(db), locker: new MemoryLocker(), extraChecks: {},
-    close: () => jobs.close(),
+    close: async () => {
+      await jobs.close();
+      await checkpointer.close();
+    },
   };
 }
 

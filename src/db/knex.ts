@@ -3,12 +3,19 @@ import path from 'node:path';
 import knexFactory, { type Knex } from 'knex';
 import type { Logger } from 'pino';
 
-/** The embedded profile's database: one SQLite file under DATA_DIR, one connection (SQLite has one writer). */
+/** Where the embedded profile's database lives under DATA_DIR. */
+export const sqliteFile = (dataDir: string): string => path.join(dataDir, 'filestore.sqlite');
+
+/**
+ * The embedded profile's database: one SQLite file under DATA_DIR, one connection (SQLite has one writer).
+ * Its checkpoints are meant to run on a SqliteCheckpointer's thread; the connection checkpoints by
+ * itself only once the log is far longer than SQLite's default 1000 pages, should that thread fall behind.
+ */
 export function openSqlite(dataDir: string): Knex {
   fs.mkdirSync(dataDir, { recursive: true });
   return knexFactory({
     client: 'better-sqlite3',
-    connection: { filename: path.join(dataDir, 'filestore.sqlite') },
+    connection: { filename: sqliteFile(dataDir) },
     useNullAsDefault: true,
     pool: {
       min: 1,
@@ -17,6 +24,7 @@ export function openSqlite(dataDir: string): Knex {
         reusePreparedStatements(conn);
         conn.pragma('journal_mode = WAL');
         conn.pragma('synchronous = NORMAL');
+        conn.pragma('wal_autocheckpoint = 16000');
         conn.pragma('foreign_keys = ON');
         conn.pragma('busy_timeout = 5000');
         done(null, conn);
