@@ -1,5 +1,6 @@
 import type { Cache } from '../cache/cache.js';
 import type { ByteRange } from '../storage/blob-store.js';
+import type { BlobRow } from '../db/blobs.repository.js';
 import type { UploadRow, UploadsRepository } from '../db/uploads.repository.js';
 import { AppError, type ErrorCode } from '../errors.js';
 import type { ContentStore } from '../files/content-store.js';
@@ -28,6 +29,9 @@ export interface UploadCompletionDeps {
 
 /** A proof's challenge was used by a concurrent answer. */
 class ChallengeUsed extends Error {}
+
+/** The answer was not right (or not allowed): the link written meanwhile is rolled back. */
+class NotRight extends Error {}
 
 /** The end of an upload: verify the bytes' SHA-1 and link them, or link stored content by proof. */
 export class UploadCompletion {
@@ -68,44 +72,60 @@ export class UploadCompletion {
     const nonce = session.challenge_nonce;
     if (session.mode !== 'proof' || !nonce) throw new AppError('upload_state', 'This upload has no open challenge.');
     const live = (session.challenge_expires_at ?? 0) > Date.now() && blob?.status === 'available';
-    // the ranges are read while the throttle is asked; its verdict comes first
-    const reading = live ? this.deps.content.readRanges(blob, challengeRanges(session)) : undefined;
-    reading?.catch(() => undefined);
-    const throttleKey = proofThrottleKey(userId, session.sha1!);
-    const failures = await this.deps.cache.peek(throttleKey);
-    if (failures.count >= MAX_WRONG_PROOFS) {
-      // locked out of proofs for this content: the session becomes a plain upload
-      await this.fallBackToChunks(session);
-      throw new AppError('too_many_requests', undefined, {}, { 'Retry-After': String(failures.retryAfterSeconds) });
+    const verdict = this.judge(userId, session, live ? blob : undefined, proof);
+    verdict.catch(() => undefined);
+    // The link is written while the verdict is reached (the instant-upload path counts round trips):
+    // the transaction commits only a right answer, together with the use of the challenge and the
+    // session's completion; a replay racing this answer finds the challenge used.
+    const linked = !live
+      ? null
+      : await this.deps.files
+          .linkStored(userId, session.folder, session.name, { id: blob.id, sha1: blob.sha1, size: session.size }, async (trx, file) => {
+            if ((await verdict.catch(() => null)) !== 'right') throw new NotRight();
+            if (!(await this.deps.uploads.completeByProof(trx, id, nonce, file.id))) throw new ChallengeUsed();
+          })
+          .catch((error: unknown) => {
+            if (isContentGone(error) || error instanceof ChallengeUsed || error instanceof NotRight) return null;
+            throw error;
+          });
+    if (linked) {
+      await this.deps.staging.remove(id);
+      return { status: 201, file: linked.file };
     }
-    const bytes = await reading?.catch(async (error: unknown) => {
+    const outcome = await verdict.catch(async (error: unknown) => {
       // content collected meanwhile: the client must upload
       if (error instanceof AppError && error.code === 'unavailable') throw await this.fallBackToChunks(session);
       throw error;
     });
-    if (!live || !bytes || !proofMatches(expectedProof(nonce, bytes), proof)) {
+    if (typeof outcome === 'object') {
+      // locked out of proofs for this content: the session becomes a plain upload
+      await this.fallBackToChunks(session);
+      throw new AppError('too_many_requests', undefined, {}, { 'Retry-After': String(outcome.retryAfterSeconds) });
+    }
+    if (outcome === 'wrong') {
       // Single use: whoever clears the nonce first owns this answer; a replay finds it gone.
-      if (await this.deps.uploads.consumeChallenge(id, nonce)) await this.deps.cache.hit(throttleKey, WRONG_PROOF_WINDOW_SECONDS);
+      if (await this.deps.uploads.consumeChallenge(id, nonce)) {
+        await this.deps.cache.hit(proofThrottleKey(userId, session.sha1!), WRONG_PROOF_WINDOW_SECONDS);
+      }
       throw await this.fallBackToChunks(session);
     }
-    // Right: the link, the use of the challenge and the session's completion commit together (one
-    // transaction on the instant-upload path); a replay racing this answer finds the challenge used.
-    const linked = await this.deps.files
-      .linkStored(userId, session.folder, session.name, { id: blob.id, sha1: blob.sha1, size: session.size }, async (trx, file) => {
-        if (!(await this.deps.uploads.completeByProof(trx, id, nonce, file.id))) throw new ChallengeUsed();
-      })
-      .catch((error: unknown) => {
-        if (isContentGone(error) || error instanceof ChallengeUsed) return null;
-        throw error;
-      });
-    if (!linked) {
-      const now = await findLiveSession(this.deps.uploads, userId, id);
-      if (now.state === 'complete') return this.answerCompleted(userId, now);
-      // collected or found corrupt since the challenge: the bytes must come from the client after all
-      throw await this.fallBackToChunks(session);
-    }
-    await this.deps.staging.remove(id);
-    return { status: 201, file: linked.file };
+    const now = await findLiveSession(this.deps.uploads, userId, id);
+    if (now.state === 'complete') return this.answerCompleted(userId, now);
+    // collected or found corrupt since the challenge: the bytes must come from the client after all
+    throw await this.fallBackToChunks(session);
+  }
+
+  /**
+   * The throttle's verdict first, then the answer against the challenged bytes (read while the
+   * throttle is asked). Without live content (expired challenge, content gone) every answer is wrong.
+   */
+  private async judge(userId: string, session: UploadRow, blob: BlobRow | undefined, proof: string): Promise<'right' | 'wrong' | { retryAfterSeconds: number }> {
+    const reading = blob ? this.deps.content.readRanges(blob, challengeRanges(session)) : undefined;
+    reading?.catch(() => undefined);
+    const failures = await this.deps.cache.peek(proofThrottleKey(userId, session.sha1!));
+    if (failures.count >= MAX_WRONG_PROOFS) return { retryAfterSeconds: failures.retryAfterSeconds };
+    const bytes = await reading;
+    return bytes && proofMatches(expectedProof(session.challenge_nonce!, bytes), proof) ? 'right' : 'wrong';
   }
 
   /** Turns a proof session into a chunk upload; returns the 403 that tells the client to upload. */
