@@ -110,6 +110,26 @@ describe.each(profiles)('instant upload by proof of possession (%s profile)', (p
     expect(await linksTo(hash)).toHaveLength(2);
   });
 
+  it('answers 403 to the right proof of a challenge past its 10 minutes, links nothing, and turns the session into a chunk upload', async () => {
+    const alice = await newUser(app);
+    const bob = await newUser(app);
+    const { bytes, hash } = await stored(app, alice, 2 * MiB);
+    const asked = await ask(bob, bytes, 'late.bin');
+    const proof = proofFor(expectChallenge(asked, bytes.length), bytes);
+    const id = asked.json.uploadId as string;
+    // the clock of the challenge, not of the test, is what expires: move its deadline into the past
+    await db()('upload_sessions').where({ id }).update({ challenge_expires_at: Date.now() - 1 });
+
+    const late = await bob.post(`/api/uploads/${id}/proof`, { proof });
+    expect(late.status).toBe(403);
+    expect(expectErrorBody(late.json).code).toBe('proof_rejected');
+    expect((await bob.get(`/api/uploads/${id}`)).json).toMatchObject({ mode: 'chunks', state: 'receiving', received: 0 });
+    expect(await linksTo(hash)).toHaveLength(1);
+    expect((await bob.get('/api/files')).json.files).toEqual([]);
+    // the same answer again finds no challenge at all
+    expect((await bob.post(`/api/uploads/${id}/proof`, { proof })).status).toBe(409);
+  });
+
   it('answers 429 after 5 wrong proofs for one sha1 by one user within the hour, and not to anyone else', async () => {
     const alice = await newUser(app);
     const mallory = await newUser(app);
