@@ -1,16 +1,16 @@
 import type { Cache } from '../cache/cache.js';
-import type { ByteRange } from '../storage/blob-store.js';
 import type { BlobRow } from '../db/blobs.repository.js';
 import type { UploadRow, UploadsRepository } from '../db/uploads.repository.js';
 import { AppError, type ErrorCode } from '../errors.js';
 import type { ContentStore } from '../files/content-store.js';
 import { isContentGone, type FileService, type FileView } from '../files/file.service.js';
+import { isId } from '../ids.js';
+import type { ByteRange } from '../storage/blob-store.js';
 import { missingChunks, type ChunkTracker } from './chunk-tracker.js';
 import type { PrefixHashers } from './prefix-hasher.js';
 import { MAX_WRONG_PROOFS, WRONG_PROOF_WINDOW_SECONDS, expectedProof, proofMatches, proofThrottleKey, toByteRange } from './proof.js';
 import type { UploadStaging } from './staging.js';
 import { findLiveSession, liveSession } from './upload.service.js';
-import { isId } from '../ids.js';
 
 export type CompleteAnswer = { status: 201 | 200; file: FileView } | { status: 202; state: 'verifying' };
 
