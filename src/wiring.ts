@@ -158,7 +158,7 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
   });
   const tus = new TusEndpoint({
     dataDir: config.DATA_DIR, ttlSeconds: config.UPLOAD_TTL_SECONDS, maxSize: config.MAX_UPLOAD_BYTES,
-    locker, files, temp, hashers,
+    locker, files, temp, hashers, logger,
   });
   return {
     config, logger, db, blobs, users, content, local, s3, jobs, accessTokens, auth, files,

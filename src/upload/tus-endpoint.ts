@@ -3,6 +3,7 @@ import path from 'node:path';
 import { FileStore } from '@tus/file-store';
 import { Server, type ServerOptions } from '@tus/server';
 import { EVENTS, type Locker, type Upload } from '@tus/utils';
+import type { Logger } from 'pino';
 import type { ServerRequest } from 'srvx';
 import { AppError } from '../errors.js';
 import type { FileService } from '../files/file.service.js';
@@ -22,6 +23,7 @@ export interface TusEndpointDeps {
   files: FileService;
   temp: TempFiles;
   hashers: PrefixHashers;
+  logger: Logger;
 }
 
 /** A JSON error in the shape @tus/server sends for errors thrown from its hooks. */
@@ -53,6 +55,13 @@ export class TusEndpoint {
       respectForwardedHeaders: false,
       onUploadCreate: (req, upload) => this.onCreate(req, upload),
       onUploadFinish: (req, upload) => this.onFinish(req, upload),
+      // tus answers a failure with a bare 500 text and keeps what it knows to itself: log it here (the
+      // file store passes only its own FILE_WRITE_ERROR, without the system error beneath)
+      onResponseError: (req, err) => {
+        const status = err instanceof Error ? 500 : err.status_code;
+        if (status >= 500 && status !== 501) this.deps.logger.error({ err, method: req.method, url: req.url }, 'tus request failed');
+        return undefined;
+      },
     };
     this.server = new Server(options);
     this.server.on(EVENTS.POST_RECEIVE, (_req: ServerRequest, upload: Upload) => {

@@ -1,6 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
 import { Upload, type DetailedError, type UploadOptions } from 'tus-js-client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { availableProfiles, useApp, type RunningApp } from '../support/app.js';
 import { newUser, sha1 } from '../support/files.js';
 import { MiB } from '../support/uploads.js';
@@ -189,6 +191,25 @@ describe.each(profiles)('tus uploads (%s profile)', (profile) => {
       { status: 400, type: 'application/json; charset=utf-8', code: 'invalid_input' },
     ]);
     expect(await offsetOf(alice, url)).toBe('0');
+  });
+
+  it('answers a failed write of the tus store as a JSON 500 without its detail, and logs the failure', async () => {
+    const alice = await newUser(app);
+    const url = await create(alice, 1000, 'broken.bin');
+    // the upload's data file becomes /dev/full: every write to it fails with ENOSPC
+    const dataFile = path.join(app.dataDir, 'tus', new URL(url).pathname.split('/').pop()!);
+    await fsp.rm(dataFile);
+    await fsp.symlink('/dev/full', dataFile);
+    const logged = vi.spyOn(app.services.logger, 'error');
+    try {
+      const answer = await tus(alice, 'PATCH', url, { 'content-type': 'application/offset+octet-stream', 'upload-offset': '0' }, randomBytes(1000));
+      expect(answer.status).toBe(500);
+      const body = await answer.json();
+      expect(body).toEqual({ error: { code: 'internal', message: expect.any(String) } });
+      expect(logged).toHaveBeenCalledWith(expect.objectContaining({ err: expect.objectContaining({ status_code: 500 }), method: 'PATCH' }), 'tus request failed');
+    } finally {
+      logged.mockRestore();
+    }
   });
 
   it('advertises the checksum extension and sha1 on OPTIONS', async () => {
