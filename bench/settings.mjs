@@ -1,0 +1,20 @@
+// The benchmark's settings, read once from the environment (see run.mjs), and the brief's targets.
+import { MiB } from './lib.mjs';
+
+export const SIZE = Math.round(Number(process.env.BENCH_SIZE_MB ?? 1024) * MiB);
+export const CHUNK = Math.round(Number(process.env.BENCH_CHUNK_MB ?? 8) * MiB);
+export const INFLIGHT = Number(process.env.BENCH_INFLIGHT ?? 4);
+export const INSTANT_RUNS = Number(process.env.BENCH_INSTANT_RUNS ?? 1000);
+// The first few hundred uploads after a start run while V8 still compiles the hot paths: their slow
+// ones made most of a cold series' p99 (13 of the 21 slowest of 1000 fell in its first 3 s)
+export const INSTANT_WARMUP = Number(process.env.BENCH_INSTANT_WARMUP ?? 200);
+export const STAGES = new Set((process.env.BENCH_STAGES ?? 'a,b,c,d,e,f').split(',').map((s) => s.trim()));
+export const CPU_PROF = process.env.BENCH_CPU_PROF === '1';
+export const PASSWORD = 'bench-password-1';
+export const log = (message) => process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+
+// targets (from the brief)
+export const TARGET_VS_NGINX = 0.8;
+export const TARGET_VS_PEER = 1.5;
+export const TARGET_INSTANT_MS = 20;
+export const TARGET_RSS_BYTES = 200e6;
