@@ -6,7 +6,10 @@ import os from 'node:os';
 import path from 'node:path';
 import tus from 'tus-js-client';
 import { summarize } from './cpu-profile-summary.mjs';
-import { MiB, REPO_ROOT, expectStatus, freePort, httpClient, measured, onCleanup, percentile, sleep, startChild, stopChild, waitForPort, withChildren } from './lib.mjs';
+import {
+  MiB, REPO_ROOT, expectStatus, freePort, httpClient, onCleanup, percentile, sleep, startChild, stopChild, waitForPort,
+} from './lib.mjs';
+import { measured, withChildren } from './proc.mjs';
 import { CHUNK, INFLIGHT, INSTANT_RUNS, INSTANT_WARMUP, CPU_PROF, PASSWORD, log } from './settings.mjs';
 
 /** The environment without anything filestore reads, so a shell with .services.env loaded cannot leak in. */

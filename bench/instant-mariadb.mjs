@@ -1,6 +1,9 @@
 // Mode instant-mariadb: (e) on the cluster profile with 1,000,000 seeded rows in `files`.
 import path from 'node:path';
-import { MiB, fixed, hashFile, loadLine, makeRandomFile, makeTempDir, measured, onCleanup, percentile, sleep, syncDisks, table } from './lib.mjs';
+import {
+  MiB, fixed, hashFile, loadLine, makeRandomFile, makeTempDir, onCleanup, percentile, sleep, syncDisks, table,
+} from './lib.mjs';
+import { measured } from './proc.mjs';
 import { SIZE, INSTANT_RUNS, INSTANT_WARMUP, log, TARGET_INSTANT_MS } from './settings.mjs';
 import { startFilestore, stopFilestore, userToken, chunkedUpload, instantSeries } from './filestore.mjs';
 import { throughputRow, details, phaseLine, THROUGHPUT_HEADER, THROUGHPUT_ALIGN, verdict, header } from './report.mjs';

@@ -6,9 +6,8 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import {
-  MiB, busyShare, cpuSeconds, fixed, machineCpu, measured, onCleanup, rssKiB, run, sampleRss, sleep, startChild, threadCpu, which,
-} from './lib.mjs';
+import { MiB, fixed, onCleanup, run, sleep, startChild, which } from './lib.mjs';
+import { busyShare, cpuSeconds, machineCpu, measured, rssKiB, sampleRss, threadCpu } from './proc.mjs';
 
 export const PART_SIZE = 16 * MiB;
 export const QUEUE_SIZE = 4;

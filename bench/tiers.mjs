@@ -20,10 +20,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { summarize } from './cpu-profile-summary.mjs';
 import {
-  MiB, REPO_ROOT, busyShare, expectStatus, fixed, freePort, hashFile, httpClient, loadLine, machineCpu, makeRandomFile,
-  makeTempDir, measured, mibps, onCleanup, rssKiB, run, sampleRss, sleep, startChild, stopChild, syncDisks, table,
-  threadCpu, waitForPort, which,
+  MiB, REPO_ROOT, expectStatus, fixed, freePort, hashFile, httpClient, loadLine, makeRandomFile, makeTempDir, mibps, onCleanup, run, sleep, startChild, stopChild, syncDisks, table, waitForPort, which,
 } from './lib.mjs';
+import { busyShare, machineCpu, measured, rssKiB, sampleRss, threadCpu } from './proc.mjs';
 import {
   S3, assertOsdHasRoom, bareInChild, cephCpu, collectRgwGarbage, digestOnly, measuredCeph, perfNodeFlags, perfRecord, rgwPid, s3Kit,
 } from './tiers-s3.mjs';

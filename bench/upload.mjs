@@ -2,7 +2,10 @@
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { MiB, fixed, freePort, hashFile, loadLine, makeRandomFile, makeTempDir, measured, mibps, onCleanup, run, startChild, stopChild, syncDisks, table, waitForPort, which, withChildren } from './lib.mjs';
+import {
+  MiB, fixed, freePort, hashFile, loadLine, makeRandomFile, makeTempDir, mibps, onCleanup, run, startChild, stopChild, syncDisks, table, waitForPort, which,
+} from './lib.mjs';
+import { measured, withChildren } from './proc.mjs';
 import { SIZE, CHUNK, INFLIGHT, INSTANT_RUNS, INSTANT_WARMUP, STAGES, log, TARGET_VS_NGINX, TARGET_VS_PEER, TARGET_INSTANT_MS, TARGET_RSS_BYTES } from './settings.mjs';
 import { startFilestore, stopFilestore, userToken, chunkedUpload, tusUpload, instantSeries } from './filestore.mjs';
 import { throughputRow, details, phaseLine, THROUGHPUT_HEADER, THROUGHPUT_ALIGN, verdict, header } from './report.mjs';
