@@ -74,13 +74,7 @@ function openEmbedded(config: Config, logger: Logger): ProfileParts {
   const sqlite = openSqlite(config.DATA_DIR);
   const db = new Database(sqlite, sqlite, { readYourWritesMs: 0, logger });
   const jobs = new SqlJobQueue(db, logger);
-  let lastFailure = '';
-  const checkpointer = new SqliteCheckpointer(sqliteFile(config.DATA_DIR), (error) => {
-    // every round retries: say it once per distinct failure, not four times a second
-    const message = error instanceof Error ? error.message : String(error);
-    if (message !== lastFailure) logger.warn({ err: error }, 'sqlite checkpoint failed');
-    lastFailure = message;
-  });
+  const checkpointer = new SqliteCheckpointer(sqliteFile(config.DATA_DIR), logger);
   return {
     db, jobs, cache: new MemoryCache(), tracker: new SqlChunkTracker(db), locker: new MemoryLocker(), extraChecks: {},
     close: async () => {

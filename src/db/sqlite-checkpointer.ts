@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module';
+import type { Logger } from 'pino';
 import { Thread } from '../thread.js';
 
 const CHECKPOINT_EVERY_MS = 250;
@@ -15,15 +16,16 @@ export class SqliteCheckpointer {
   private readonly thread: Thread;
   private readonly timer: NodeJS.Timeout;
   private running: Promise<unknown> | null = null;
+  private lastFailure = '';
 
-  constructor(filename: string, onError: (error: unknown) => void) {
+  constructor(filename: string, logger: Logger) {
     const modulePath = createRequire(import.meta.url).resolve('better-sqlite3');
     this.thread = new Thread(WORKER_SOURCE, { filename, modulePath });
     this.timer = setInterval(() => {
       if (this.running) return;
       this.running = this.thread
         .request({ op: 'checkpoint' })
-        .catch(onError)
+        .catch((error: unknown) => this.warnOnce(logger, error))
         .finally(() => (this.running = null));
     }, CHECKPOINT_EVERY_MS);
     this.timer.unref();
@@ -35,6 +37,13 @@ export class SqliteCheckpointer {
     await this.running;
     await this.thread.request({ op: 'close' }).catch(() => undefined);
     await this.thread.close();
+  }
+
+  /** Every round retries: a failure is told once, not four times a second. */
+  private warnOnce(logger: Logger, error: unknown): void {
+    const message = error instanceof Error ? error.message : String(error);
+    if (message !== this.lastFailure) logger.warn({ err: error }, 'sqlite checkpoint failed');
+    this.lastFailure = message;
   }
 }
 

@@ -2,11 +2,18 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import type { Logger } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openSqlite, sqliteFile } from '../../src/db/knex.js';
 import { SqliteCheckpointer } from '../../src/db/sqlite-checkpointer.js';
 
 const cleanups: Array<() => Promise<unknown>> = [];
+/** A logger that keeps what the checkpointer warns about. */
+function warnings(): { logger: Logger; failures: unknown[] } {
+  const failures: unknown[] = [];
+  return { logger: { warn: (fields: unknown) => failures.push(fields) } as unknown as Logger, failures };
+}
+
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
@@ -33,8 +40,8 @@ describe('SQLite checkpoints on their own thread', () => {
 
   it('copies the log into the database file within a few rounds, while the connection stays open', async () => {
     const { file } = await databaseWithLog();
-    const failures: unknown[] = [];
-    const checkpointer = new SqliteCheckpointer(file, (error) => failures.push(error));
+    const { logger, failures } = warnings();
+    const checkpointer = new SqliteCheckpointer(file, logger);
     cleanups.push(() => checkpointer.close());
     const deadline = Date.now() + 5000;
     while (fs.statSync(file).size < 1_500_000 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
@@ -45,8 +52,8 @@ describe('SQLite checkpoints on their own thread', () => {
   it('waits quietly for a database file that does not exist yet', async () => {
     const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'filestore-checkpoint-'));
     cleanups.push(() => fsp.rm(dir, { recursive: true, force: true }));
-    const failures: unknown[] = [];
-    const checkpointer = new SqliteCheckpointer(sqliteFile(dir), (error) => failures.push(error));
+    const { logger, failures } = warnings();
+    const checkpointer = new SqliteCheckpointer(sqliteFile(dir), logger);
     await new Promise((resolve) => setTimeout(resolve, 700));
     await checkpointer.close();
     expect(failures).toEqual([]);
