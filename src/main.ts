@@ -1,3 +1,4 @@
+import './threadpool.js';
 import type { Server } from 'node:http';
 import { pino } from 'pino';
 import { buildApp } from './app.js';

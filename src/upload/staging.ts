@@ -3,6 +3,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { AppError } from '../errors.js';
+import { StagedFile } from './staged-file.js';
 
 /**
  * The one pre-sized file an upload's chunks are written into at their offsets (positional writes), so
@@ -43,12 +44,12 @@ export class UploadStaging {
    * overwritten (its bytes may already be hashed, and a garbled retry must not damage them).
    */
   async writeChunk(uploadId: string, offset: number, length: number, source: Readable, expectedSha1?: string, alreadyReceived = false): Promise<void> {
-    const handle = await fsp.open(this.pathOf(uploadId), 'r+').catch((error: NodeJS.ErrnoException) => {
+    const file = await StagedFile.open(this.pathOf(uploadId)).catch((error: NodeJS.ErrnoException) => {
       if (error.code === 'ENOENT') throw new AppError('not_found', 'The upload has no staged file any more.');
       throw error;
     });
     const hash = expectedSha1 ? createHash('sha1') : null;
-    const writer = new BatchedWriter(handle, offset, !alreadyReceived);
+    const writer = alreadyReceived ? null : file.writerAt(offset);
     let received = 0;
     let excess = 0;
     try {
@@ -67,12 +68,12 @@ export class UploadStaging {
         }
         hash?.update(piece);
         received += piece.length;
-        await writer.add(piece);
+        await writer?.add(piece);
       }
-      await writer.finish();
+      await writer?.finish();
     } finally {
-      await writer.settle();
-      await handle.close();
+      await writer?.settle();
+      await file.close();
     }
     if (excess > 0) throw new AppError('invalid_input', `chunk is longer than the expected ${length} bytes`);
     if (received !== length) throw new AppError('invalid_input', `chunk has ${received} bytes; expected ${length}`);
@@ -86,7 +87,6 @@ export class UploadStaging {
   }
 }
 
-const BATCH_BYTES = 2 * 1024 * 1024;
 const MAX_DRAINED_EXCESS = 1024 * 1024;
 const MAX_LINGER_BYTES = 16 * 1024 * 1024;
 
@@ -97,64 +97,4 @@ function lingerThenCut(source: Readable): void {
     dropped += piece.length;
     if (dropped > MAX_LINGER_BYTES) source.destroy();
   });
-}
-
-/**
- * Positional writes of a request's pieces, gathered into ~2 MiB batches (one writev each) with one
- * batch in flight while the next fills. One write per ~46 KiB piece cost a fifth of the event loop in
- * thread-pool round trips; a write stream created per chunk at `start` hung on Node 20.
- */
-class BatchedWriter {
-  private batch: Buffer[] = [];
-  private batchBytes = 0;
-  private inFlight: Promise<void> = Promise.resolve();
-
-  constructor(
-    private readonly handle: fsp.FileHandle,
-    private position: number,
-    private readonly enabled: boolean,
-  ) {}
-
-  async add(piece: Buffer): Promise<void> {
-    if (!this.enabled) return;
-    this.batch.push(piece);
-    this.batchBytes += piece.length;
-    if (this.batchBytes >= BATCH_BYTES) await this.flush();
-  }
-
-  /** Starts writing what is gathered, after the previous batch has landed. */
-  async flush(): Promise<void> {
-    await this.inFlight;
-    if (this.batchBytes === 0) return;
-    const buffers = this.batch;
-    const position = this.position;
-    this.position += this.batchBytes;
-    this.batch = [];
-    this.batchBytes = 0;
-    this.inFlight = writeAll(this.handle, buffers, position);
-  }
-
-  /** Writes what is left and waits until every byte has landed; a failed write rejects here. */
-  async finish(): Promise<void> {
-    await this.flush();
-    await this.inFlight;
-  }
-
-  /** On the way out after a failure: lets a write still in flight end before the file is closed. */
-  async settle(): Promise<void> {
-    await this.inFlight.catch(() => undefined);
-  }
-}
-
-async function writeAll(handle: fsp.FileHandle, buffers: Buffer[], position: number): Promise<void> {
-  const total = buffers.reduce((sum, buffer) => sum + buffer.length, 0);
-  let done = (await handle.writev(buffers, position)).bytesWritten;
-  if (done === total) return;
-  // a short write (rare on regular files): finish the rest piece by piece
-  const rest = Buffer.concat(buffers).subarray(done);
-  for (let at = 0; at < rest.length; ) {
-    const { bytesWritten } = await handle.write(rest, at, rest.length - at, position + done);
-    at += bytesWritten;
-    done += bytesWritten;
-  }
 }

@@ -1,0 +1,85 @@
+import { createHash, randomBytes } from 'node:crypto';
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { PrefixHashers } from '../../src/upload/prefix-hasher.js';
+import { StagedFile } from '../../src/upload/staged-file.js';
+
+const MiB = 1024 * 1024;
+const cleanups: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+/** A pre-sized staged file in a fresh directory on the disk the tests run on. */
+async function stagedFile(size: number): Promise<string> {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'filestore-staged-'));
+  cleanups.push(() => fsp.rm(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'upload.part');
+  await fsp.writeFile(file, '');
+  await fsp.truncate(file, size);
+  return file;
+}
+
+/** Writes `bytes` at `position` in pieces of random sizes, as a request body arrives. */
+async function writeInPieces(filePath: string, bytes: Buffer, position: number): Promise<void> {
+  const file = await StagedFile.open(filePath);
+  const writer = file.writerAt(position);
+  try {
+    for (let at = 0; at < bytes.length; ) {
+      const length = Math.min(bytes.length - at, 1 + Math.floor(Math.random() * 100_000));
+      await writer.add(bytes.subarray(at, at + length));
+      at += length;
+    }
+    await writer.finish();
+  } finally {
+    await writer.settle();
+    await file.close();
+  }
+}
+
+const sha1 = (bytes: Buffer) => createHash('sha1').update(bytes).digest('hex');
+
+describe('staged upload files', () => {
+  it('hold exactly the bytes written at block-aligned and unaligned positions, with a tail that is not whole blocks', async () => {
+    const content = randomBytes(5 * MiB + 12_345);
+    const filePath = await stagedFile(content.length);
+    const oddChunk = 300_001; // neither position nor length are whole blocks
+    const cuts = [0, 4 * MiB, 4 * MiB + oddChunk, 4 * MiB + 2 * oddChunk, content.length];
+    for (const index of [3, 0, 2, 1]) await writeInPieces(filePath, content.subarray(cuts[index], cuts[index + 1]), cuts[index]!);
+
+    const stored = await fsp.readFile(filePath);
+    expect(stored.length).toBe(content.length);
+    expect(stored.equals(content)).toBe(true);
+  });
+
+  it('hash to the SHA-1 of the whole file when the prefix advances by sizes that are not whole blocks', async () => {
+    const content = randomBytes(3 * MiB + 777);
+    const filePath = await stagedFile(content.length);
+    await writeInPieces(filePath, content, 0);
+    const hashers = new PrefixHashers();
+    cleanups.push(() => hashers.close());
+
+    for (const target of [300_001, 1 * MiB + 5, 2 * MiB + 4096]) hashers.advance('upload', filePath, target);
+    expect(await hashers.finish('upload', filePath, content.length)).toBe(sha1(content));
+  });
+
+  it('hash a file smaller than one block', async () => {
+    const content = randomBytes(100);
+    const filePath = await stagedFile(content.length);
+    await writeInPieces(filePath, content, 0);
+    const hashers = new PrefixHashers();
+    cleanups.push(() => hashers.close());
+
+    expect(await hashers.finish('small', filePath, content.length)).toBe(sha1(content));
+  });
+
+  it('refuse to hash past the end of a file shorter than the received chunks say', async () => {
+    const filePath = await stagedFile(1 * MiB);
+    const hashers = new PrefixHashers();
+    cleanups.push(() => hashers.close());
+
+    await expect(hashers.finish('short', filePath, 2 * MiB)).rejects.toThrow(/ended at 1048576 bytes/);
+  });
+});
