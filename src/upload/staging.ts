@@ -3,7 +3,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { AppError } from '../errors.js';
-import { StagedFile } from './staged-file.js';
+import { StagedFile, type LandedBytes } from './staged-file.js';
 
 /**
  * The one pre-sized file an upload's chunks are written into at their offsets (positional writes), so
@@ -42,14 +42,22 @@ export class UploadStaging {
    * stays unmarked, so the chunk is still missing). With `expectedSha1`, a mismatch → 422.
    * With `alreadyReceived`, the bytes are checked the same way but not written: a received chunk is never
    * overwritten (its bytes may already be hashed, and a garbled retry must not damage them).
+   * Returns the written bytes still in memory (as many as the budget keeps), for the caller to release.
    */
-  async writeChunk(uploadId: string, offset: number, length: number, source: Readable, expectedSha1?: string, alreadyReceived = false): Promise<void> {
+  async writeChunk(
+    uploadId: string,
+    offset: number,
+    length: number,
+    source: Readable,
+    expectedSha1?: string,
+    alreadyReceived = false,
+  ): Promise<LandedBytes[]> {
     const file = await StagedFile.open(this.pathOf(uploadId)).catch((error: NodeJS.ErrnoException) => {
       if (error.code === 'ENOENT') throw new AppError('not_found', 'The upload has no staged file any more.');
       throw error;
     });
     const hash = expectedSha1 ? createHash('sha1') : null;
-    const writer = alreadyReceived ? null : file.writerAt(offset);
+    const writer = alreadyReceived ? null : file.writerAt(offset, true);
     let received = 0;
     let excess = 0;
     try {
@@ -71,14 +79,16 @@ export class UploadStaging {
         await writer?.add(piece);
       }
       await writer?.finish();
+      if (excess > 0) throw new AppError('invalid_input', `chunk is longer than the expected ${length} bytes`);
+      if (received !== length) throw new AppError('invalid_input', `chunk has ${received} bytes; expected ${length}`);
+      if (hash && hash.digest('hex') !== expectedSha1) {
+        throw new AppError('chunk_hash_mismatch', 'The chunk bytes do not match X-Chunk-Sha1.');
+      }
+      return writer?.landed() ?? [];
     } finally {
-      await writer?.settle();
+      // frees what a failed chunk kept in memory
+      writer?.release();
       await file.close();
-    }
-    if (excess > 0) throw new AppError('invalid_input', `chunk is longer than the expected ${length} bytes`);
-    if (received !== length) throw new AppError('invalid_input', `chunk has ${received} bytes; expected ${length}`);
-    if (hash && hash.digest('hex') !== expectedSha1) {
-      throw new AppError('chunk_hash_mismatch', 'The chunk bytes do not match X-Chunk-Sha1.');
     }
   }
 

@@ -98,14 +98,20 @@ export class UploadService {
     const offset = index * session.chunk_size;
     const length = Math.min(session.chunk_size, session.size - offset);
     const already = (await this.deps.tracker.received(id, session.chunk_count))[index] === true;
-    await this.deps.staging.writeChunk(id, offset, length, body, chunkSha1, already);
+    const landed = await this.deps.staging.writeChunk(id, offset, length, body, chunkSha1, already);
     if (already) return length;
-    const ttl = Math.max(1, Math.ceil((session.expires_at - Date.now()) / 1000));
-    await this.deps.tracker.mark(id, index, ttl);
-    const received = await this.deps.tracker.received(id, session.chunk_count);
-    const firstMissing = received.indexOf(false);
-    const contiguous = firstMissing === -1 ? session.size : firstMissing * session.chunk_size;
-    this.deps.hashers.advance(id, this.deps.staging.pathOf(id), contiguous);
+    let contiguous: number;
+    try {
+      const ttl = Math.max(1, Math.ceil((session.expires_at - Date.now()) / 1000));
+      await this.deps.tracker.mark(id, index, ttl);
+      const received = await this.deps.tracker.received(id, session.chunk_count);
+      const firstMissing = received.indexOf(false);
+      contiguous = firstMissing === -1 ? session.size : firstMissing * session.chunk_size;
+    } catch (error) {
+      for (const bytes of landed) bytes.release();
+      throw error;
+    }
+    this.deps.hashers.advance(id, this.deps.staging.pathOf(id), contiguous, landed);
     return length;
   }
 

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PrefixHashers } from '../../src/upload/prefix-hasher.js';
-import { StagedFile } from '../../src/upload/staged-file.js';
+import { StagedFile, type LandedBytes } from '../../src/upload/staged-file.js';
 
 const MiB = 1024 * 1024;
 const cleanups: Array<() => Promise<unknown>> = [];
@@ -22,10 +22,13 @@ async function stagedFile(size: number): Promise<string> {
   return file;
 }
 
-/** Writes `bytes` at `position` in pieces of random sizes, as a request body arrives. */
-async function writeInPieces(filePath: string, bytes: Buffer, position: number): Promise<void> {
+/**
+ * Writes `bytes` at `position` in pieces of random sizes, as a request body arrives; with `keep`, returns
+ * the written bytes kept in memory.
+ */
+async function writeInPieces(filePath: string, bytes: Buffer, position: number, keep = false): Promise<LandedBytes[]> {
   const file = await StagedFile.open(filePath);
-  const writer = file.writerAt(position);
+  const writer = file.writerAt(position, keep);
   try {
     for (let at = 0; at < bytes.length; ) {
       const length = Math.min(bytes.length - at, 1 + Math.floor(Math.random() * 100_000));
@@ -33,8 +36,9 @@ async function writeInPieces(filePath: string, bytes: Buffer, position: number):
       at += length;
     }
     await writer.finish();
+    return writer.landed();
   } finally {
-    await writer.settle();
+    writer.release();
     await file.close();
   }
 }
@@ -63,6 +67,34 @@ describe('staged upload files', () => {
 
     for (const target of [300_001, 1 * MiB + 5, 2 * MiB + 4096]) hashers.advance('upload', filePath, target);
     expect(await hashers.finish('upload', filePath, content.length)).toBe(sha1(content));
+  });
+
+  it('hash kept bytes from memory in file order, whatever order the chunks land in, and release each once hashed', async () => {
+    const chunk = 2 * MiB;
+    const content = randomBytes(4 * chunk + 100);
+    const filePath = await stagedFile(content.length);
+    const hashers = new PrefixHashers();
+    cleanups.push(() => hashers.close());
+    const released: number[] = [];
+    const received = new Set<number>();
+    let kept = 0;
+
+    for (const index of [2, 0, 4, 3, 1]) {
+      const position = index * chunk;
+      const landed = await writeInPieces(filePath, content.subarray(position, position + chunk), position, true);
+      kept += landed.length;
+      received.add(index);
+      let contiguous = 0;
+      while (received.has(contiguous / chunk)) contiguous = Math.min(contiguous + chunk, content.length);
+      const counted = landed.map((bytes) => ({ ...bytes, release: () => (released.push(bytes.position), bytes.release()) }));
+      hashers.advance('upload', filePath, contiguous, counted);
+    }
+    // garble the file: a hash read back from it would be wrong, so the right one came from memory
+    await fsp.writeFile(filePath, Buffer.alloc(content.length));
+
+    expect(await hashers.finish('upload', filePath, content.length)).toBe(sha1(content));
+    expect(kept).toBe(Math.ceil(content.length / MiB));
+    expect(released.sort((a, b) => a - b)).toEqual([...Array(kept).keys()].map((slot) => slot * MiB));
   });
 
   it('hash a file smaller than one block', async () => {
