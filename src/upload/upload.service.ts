@@ -44,6 +44,8 @@ export interface NewUpload {
 
 /** Upload sessions: creation (chunks or proof), chunk intake, state, cancel, expiry. */
 export class UploadService {
+  private readonly chunksBeingWritten = new Set<string>();
+
   constructor(private readonly deps: UploadServiceDeps) {}
 
   async create(userId: string, request: NewUpload): Promise<CreateAnswer> {
@@ -95,6 +97,20 @@ export class UploadService {
     if (!Number.isInteger(index) || index < 0 || index >= session.chunk_count) {
       throw new AppError('invalid_input', `chunk index must be 0…${session.chunk_count - 1}`);
     }
+    // Two requests writing one chunk at once could leave on disk other bytes than the hash read from
+    // memory: the second waits its turn with a 409 (a received chunk sent again is checked, not written).
+    const key = `${id}:${index}`;
+    if (this.chunksBeingWritten.has(key)) throw new AppError('upload_state', `Chunk ${index} is being received by another request.`);
+    this.chunksBeingWritten.add(key);
+    try {
+      return await this.storeChunk(session, index, body, chunkSha1);
+    } finally {
+      this.chunksBeingWritten.delete(key);
+    }
+  }
+
+  private async storeChunk(session: UploadRow, index: number, body: Readable, chunkSha1: string | undefined): Promise<number> {
+    const id = session.id;
     const offset = index * session.chunk_size;
     const length = Math.min(session.chunk_size, session.size - offset);
     const already = (await this.deps.tracker.received(id, session.chunk_count))[index] === true;

@@ -116,6 +116,35 @@ describe.each(profiles)('chunked uploads (%s profile)', (profile) => {
     }
   });
 
+  it('answers 409 to a second request for a chunk another request is still writing, and keeps the first one\'s bytes', async () => {
+    const alice = await newUser(app);
+    const source = randomBytes(2 * CHUNK);
+    const id = (await create(alice, { name: 'twice.bin', size: source.length, sha1: sha1(source), chunkSize: CHUNK })).json.uploadId as string;
+    let finishFirst = () => {};
+    const first = new Promise<number>((resolve, reject) => {
+      const req = http.request(`${app.baseUrl}/api/uploads/${id}/chunks/0`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${alice.token}`, 'content-length': String(CHUNK) },
+      });
+      req.on('response', (res) => res.resume().on('end', () => resolve(res.statusCode!)));
+      req.on('error', reject);
+      req.write(chunkOf(source, CHUNK, 0).subarray(0, CHUNK / 2));
+      finishFirst = () => req.end(chunkOf(source, CHUNK, 0).subarray(CHUNK / 2));
+    });
+    // the first request is now inside its body; half of it has long arrived
+    await new Promise((resolve) => setTimeout(resolve, 500));
+
+    const second = await putChunk(alice, id, 0, randomBytes(CHUNK));
+    expect(second.status).toBe(409);
+    expect(expectErrorBody(second.json).code).toBe('upload_state');
+    finishFirst();
+    expect(await first).toBe(204);
+    expect((await putChunk(alice, id, 1, chunkOf(source, CHUNK, 1))).status).toBe(204);
+    const completed = await complete(alice, id);
+    expect(completed.status).toBe(201);
+    expect((await alice.get(`/api/files/${completed.json.id}/content`)).bytes.equals(source)).toBe(true);
+  });
+
   it('answers 400 to a chunk body far longer than the chunk without reading the rest of it, and the chunk stays missing', { timeout: 30_000 }, async () => {
     const alice = await newUser(app);
     const id = (await create(alice, { name: 'endless.bin', size: 2 * CHUNK, chunkSize: CHUNK })).json.uploadId as string;
