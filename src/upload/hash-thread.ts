@@ -15,6 +15,9 @@ const READS_AHEAD = 3;
 const ALIGNMENT = 4096;
 const spareBuffers = [];
 const takeBuffer = () => spareBuffers.pop() ?? Buffer.from(new WebAssembly.Memory({ initial: READ_SIZE / 65536 }).buffer);
+// Bytes written through the page cache (tus uploads, filesystems without O_DIRECT) start going to disk
+// while the file fills, so completion's final fsync has little left. The flush runs beside the hashing,
+// never in its way: waiting for the disk there let the hash fall seconds behind on a slow disk.
 const SYNC_EVERY = 32 * 1024 * 1024;
 const states = new Map();
 
