@@ -46,11 +46,28 @@ function flushInBackground(state, filePath) {
   state.flushing = datasync(filePath).catch(() => undefined).finally(() => { state.flushing = null; });
 }
 
+// Cleared for good when the filesystem refuses O_DIRECT, or asks more alignment than ALIGNMENT
+let directReads = true;
+
 function openForReading(filePath) {
+  if (!directReads) return fsp.open(filePath, 'r');
   return fsp.open(filePath, fs.constants.O_RDONLY | fs.constants.O_DIRECT).catch((error) => {
-    if (error.code === 'EINVAL') return fsp.open(filePath, 'r');
-    throw error;
+    if (error.code !== 'EINVAL') throw error;
+    directReads = false;
+    return fsp.open(filePath, 'r');
   });
+}
+
+/** Hashes the file up to \`to\`; where an O_DIRECT read is refused, carries on with buffered reads. */
+async function catchUp(state, filePath, to, final) {
+  const direct = directReads;
+  try {
+    await readAndHash(state, filePath, to, final);
+  } catch (error) {
+    if (!direct || error.code !== 'EINVAL') throw error;
+    directReads = false;
+    await readAndHash(state, filePath, to, final);
+  }
 }
 
 /**
@@ -59,7 +76,7 @@ function openForReading(filePath) {
  * blocks (O_DIRECT reads only those) until the final one, which reads whole blocks past the end of the
  * file and hashes only what is the file's.
  */
-async function catchUp(state, filePath, to, final) {
+async function readAndHash(state, filePath, to, final) {
   if (state.hashed >= to) return;
   const handle = await openForReading(filePath);
   const reads = [];

@@ -56,8 +56,14 @@ export class StagedFile {
 
   /** Writes `bytes` (a slot, or part of one) at `position`, whole blocks directly and the rest buffered. */
   async write(bytes: Buffer, position: number): Promise<void> {
-    const directBytes = this.direct && position % DIRECT_IO_ALIGNMENT === 0 ? bytes.length - (bytes.length % DIRECT_IO_ALIGNMENT) : 0;
-    if (directBytes > 0) await writeFully(this.direct!, bytes.subarray(0, directBytes), position);
+    let directBytes = this.direct && position % DIRECT_IO_ALIGNMENT === 0 ? bytes.length - (bytes.length % DIRECT_IO_ALIGNMENT) : 0;
+    if (directBytes > 0) {
+      await writeFully(this.direct!, bytes.subarray(0, directBytes), position).catch((error: NodeJS.ErrnoException) => {
+        // a device that asks more alignment than DIRECT_IO_ALIGNMENT: these bytes go buffered
+        if (error.code !== 'EINVAL') throw error;
+        directBytes = 0;
+      });
+    }
     if (directBytes < bytes.length) await writeFully(await this.bufferedHandle(), bytes.subarray(directBytes), position + directBytes);
   }
 
