@@ -22,6 +22,7 @@ export const ERRORS = {
   hash_mismatch: { status: 422, message: 'The uploaded bytes do not match the declared SHA-1; nothing was linked.' },
   too_many_requests: { status: 429, message: 'Too many attempts; try again later.' },
   internal: { status: 500, message: 'Something went wrong on our side.' },
+  insufficient_storage: { status: 507, message: 'The server has no room for these bytes now; try again later.' },
   unavailable: { status: 503, message: 'A backing service is unavailable.' },
   storage_unavailable: { status: 503, message: 'The storage tier holding this file is unavailable; try again shortly.' },
 } as const satisfies Record<string, { status: number; message: string }>;

@@ -22,6 +22,8 @@ export function toAppError(error: unknown): AppError {
   const e = error as { type?: string; code?: string; message?: string; status?: number };
   const mapped = FRAMEWORK_ERRORS[e?.type ?? ''] ?? FRAMEWORK_ERRORS[e?.code ?? ''];
   if (mapped) return new AppError(mapped, e.message);
+  // a full disk or quota is the server's condition, not a fault: the client may retry later
+  if (e?.code === 'ENOSPC' || e?.code === 'EDQUOT') return new AppError('insufficient_storage');
   // The router could not percent-decode a path parameter ("/api/files/%zz"): no such resource can exist.
   if (error instanceof URIError && /^Failed to decode param/.test(error.message)) return new AppError('not_found');
   // Malformed multipart bodies surface from busboy as plain errors with a 4xx status or a telling message.
@@ -34,7 +36,7 @@ export function toAppError(error: unknown): AppError {
 
 export const errorHandler: ErrorRequestHandler = (error, req, res, _next) => {
   const appError = toAppError(error);
-  if (appError.code === 'internal' || appError.code === 'unavailable') req.log?.error({ err: error }, 'request failed');
+  if (['internal', 'unavailable', 'insufficient_storage'].includes(appError.code)) req.log?.error({ err: error }, 'request failed');
   if (res.headersSent) {
     // The body already started: all that is left is to cut the connection so the client sees a failure.
     res.destroy();

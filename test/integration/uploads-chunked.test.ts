@@ -145,6 +145,21 @@ describe.each(profiles)('chunked uploads (%s profile)', (profile) => {
     expect((await alice.get(`/api/files/${completed.json.id}/content`)).bytes.equals(source)).toBe(true);
   });
 
+  it('answers 507 insufficient_storage when the disk is full, and the chunk stays missing', async () => {
+    const alice = await newUser(app);
+    const source = randomBytes(2 * CHUNK);
+    const id = (await create(alice, { name: 'full.bin', size: source.length, chunkSize: CHUNK })).json.uploadId as string;
+    // the staged file becomes /dev/full: every write to it fails with ENOSPC
+    const staged = path.join(app.dataDir, 'uploads', `${id}.part`);
+    await fsp.rm(staged);
+    await fsp.symlink('/dev/full', staged);
+
+    const answer = await putChunk(alice, id, 0, chunkOf(source, CHUNK, 0));
+    expect(answer.status).toBe(507);
+    expect(expectErrorBody(answer.json).code).toBe('insufficient_storage');
+    expect((await alice.get(`/api/uploads/${id}`)).json.missing).toEqual([0, 1]);
+  });
+
   it('answers 400 to a chunk body far longer than the chunk without reading the rest of it, and the chunk stays missing', { timeout: 30_000 }, async () => {
     const alice = await newUser(app);
     const id = (await create(alice, { name: 'endless.bin', size: 2 * CHUNK, chunkSize: CHUNK })).json.uploadId as string;
