@@ -1,12 +1,41 @@
+import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
-import type { ChunkTracker } from './chunk-tracker.js';
+import type { ChunkClaim, ChunkTracker } from './chunk-tracker.js';
 
-/** The cluster profile's tracker: one Redis bitmap per upload (SETBIT/GETRANGE), expiring with the session. */
+// A claim lives CLAIM_LEASE_MS past its holder's last renewal: a killed holder blocks its chunk that long.
+const CLAIM_LEASE_MS = 6000;
+// Deletes or extends a claim only while it still holds our token.
+const RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
+const EXTEND = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
+
+/**
+ * The cluster profile's tracker: one Redis bitmap per upload (SETBIT/GETRANGE), expiring with the
+ * session. Chunk claims are SET NX keys with a lease the holder renews, so API processes never write one
+ * chunk at once.
+ */
 export class RedisChunkTracker implements ChunkTracker {
   constructor(
     private readonly redis: Redis,
     private readonly prefix: string,
   ) {}
+
+  async claim(uploadId: string, index: number): Promise<ChunkClaim | { retryAfterSeconds: number }> {
+    const key = `${this.key(uploadId)}:${index}:writer`;
+    const token = randomUUID();
+    if ((await this.redis.set(key, token, 'PX', CLAIM_LEASE_MS, 'NX')) !== 'OK') {
+      return { retryAfterSeconds: Math.max(1, Math.ceil((await this.redis.pttl(key)) / 1000)) };
+    }
+    const renewal = setInterval(() => {
+      this.redis.eval(EXTEND, 1, key, token, CLAIM_LEASE_MS).catch(() => undefined);
+    }, CLAIM_LEASE_MS / 3);
+    renewal.unref();
+    return {
+      release: async () => {
+        clearInterval(renewal);
+        await this.redis.eval(RELEASE, 1, key, token);
+      },
+    };
+  }
 
   async mark(uploadId: string, index: number, ttlSeconds: number): Promise<void> {
     const key = this.key(uploadId);

@@ -3,10 +3,20 @@
  * so after a crash a torn chunk is simply reported missing.
  */
 export interface ChunkTracker {
+  /**
+   * Makes this request the one writer of chunk `index` until it releases the claim, or until it dies (a
+   * claim outlives a killed process by a few seconds at most); when another request holds the chunk,
+   * answers how long to wait.
+   */
+  claim(uploadId: string, index: number): Promise<ChunkClaim | { retryAfterSeconds: number }>;
   mark(uploadId: string, index: number, ttlSeconds: number): Promise<void>;
   /** One flag per chunk, true when received. */
   received(uploadId: string, chunkCount: number): Promise<boolean[]>;
   forget(uploadId: string): Promise<void>;
+}
+
+export interface ChunkClaim {
+  release(): Promise<void>;
 }
 
 export function missingChunks(received: boolean[]): number[] {

@@ -44,8 +44,6 @@ export interface NewUpload {
 
 /** Upload sessions: creation (chunks or proof), chunk intake, state, cancel, expiry. */
 export class UploadService {
-  private readonly chunksBeingWritten = new Set<string>();
-
   constructor(private readonly deps: UploadServiceDeps) {}
 
   async create(userId: string, request: NewUpload): Promise<CreateAnswer> {
@@ -97,15 +95,17 @@ export class UploadService {
     if (!Number.isInteger(index) || index < 0 || index >= session.chunk_count) {
       throw new AppError('invalid_input', `chunk index must be 0…${session.chunk_count - 1}`);
     }
-    // Two requests writing one chunk at once could leave on disk other bytes than the hash read from
-    // memory: the second waits its turn with a 409 (a received chunk sent again is checked, not written).
-    const key = `${id}:${index}`;
-    if (this.chunksBeingWritten.has(key)) throw new AppError('upload_state', `Chunk ${index} is being received by another request.`);
-    this.chunksBeingWritten.add(key);
+    // Two requests writing one chunk at once could leave on disk other bytes than the hash read (from
+    // memory or disk): the second waits its turn with a 409 (a received chunk sent again is checked, not written).
+    const claim = await this.deps.tracker.claim(id, index);
+    if (!('release' in claim)) {
+      throw new AppError('upload_state', `Chunk ${index} is being received by another request.`, {}, { 'Retry-After': String(claim.retryAfterSeconds) });
+    }
     try {
       return await this.storeChunk(session, index, body, chunkSha1);
     } finally {
-      this.chunksBeingWritten.delete(key);
+      // a failed release only leaves the claim to its lease
+      await claim.release().catch(() => undefined);
     }
   }
 

@@ -137,6 +137,7 @@ describe.each(profiles)('chunked uploads (%s profile)', (profile) => {
     const second = await putChunk(alice, id, 0, randomBytes(CHUNK));
     expect(second.status).toBe(409);
     expect(expectErrorBody(second.json).code).toBe('upload_state');
+    expect(Number(second.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     finishFirst();
     expect(await first).toBe(204);
     expect((await putChunk(alice, id, 1, chunkOf(source, CHUNK, 1))).status).toBe(204);

@@ -1,0 +1,86 @@
+import { randomUUID } from 'node:crypto';
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Database } from '../../src/db/database.js';
+import { openSqlite } from '../../src/db/knex.js';
+import { migrateToLatest } from '../../src/db/migrate.js';
+import type { ChunkClaim, ChunkTracker } from '../../src/upload/chunk-tracker.js';
+import { RedisChunkTracker } from '../../src/upload/chunk-tracker.redis.js';
+import { SqlChunkTracker } from '../../src/upload/chunk-tracker.sql.js';
+import { SERVICE_DEFAULTS, servicesAvailable } from '../support/services.js';
+
+interface Opened {
+  tracker: ChunkTracker;
+  /** Redis only: a claim of another process, as it stands in Redis, that stops being renewed. */
+  claimElsewhere?(uploadId: string, index: number, leaseMs: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+async function openEmbedded(): Promise<Opened> {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'filestore-tracker-contract-'));
+  const sqlite = openSqlite(dir);
+  await migrateToLatest(sqlite);
+  const db = new Database(sqlite, sqlite, { readYourWritesMs: 0, logger: pino({ level: 'silent' }) });
+  return { tracker: new SqlChunkTracker(db), close: async () => (await db.close(), await fsp.rm(dir, { recursive: true, force: true })) };
+}
+
+async function openCluster(): Promise<Opened> {
+  const redis = new Redis(SERVICE_DEFAULTS.REDIS_URL);
+  const prefix = `filestore-test-${randomUUID()}:`;
+  return {
+    tracker: new RedisChunkTracker(redis, prefix),
+    claimElsewhere: async (uploadId, index, leaseMs) => void (await redis.set(`${prefix}upload:${uploadId}:chunks:${index}:writer`, 'another-process', 'PX', leaseMs)),
+    close: async () => {
+      const keys = await redis.keys(`${prefix}*`);
+      if (keys.length > 0) await redis.del(...keys);
+      redis.disconnect();
+    },
+  };
+}
+
+const redisUp = await servicesAvailable('chunk tracker contract (cluster)', ['redis']);
+const adapters = [
+  { name: 'embedded (SQLite, claims in memory)', open: openEmbedded, enabled: true },
+  { name: 'cluster (Redis)', open: openCluster, enabled: redisUp },
+];
+
+const isClaim = (answer: ChunkClaim | { retryAfterSeconds: number }): answer is ChunkClaim => 'release' in answer;
+
+for (const adapter of adapters) {
+  describe.skipIf(!adapter.enabled)(`chunk tracker contract: ${adapter.name}`, () => {
+    let opened: Opened;
+    beforeAll(async () => {
+      opened = await adapter.open();
+    });
+    afterAll(async () => {
+      await opened?.close();
+    });
+
+    it('lets one writer claim a chunk at a time, tells the next one to retry, and frees the chunk on release', async () => {
+      const uploadId = randomUUID();
+      const first = await opened.tracker.claim(uploadId, 3);
+      expect(isClaim(first)).toBe(true);
+
+      const second = await opened.tracker.claim(uploadId, 3);
+      expect(second).toEqual({ retryAfterSeconds: expect.any(Number) });
+      expect((second as { retryAfterSeconds: number }).retryAfterSeconds).toBeGreaterThanOrEqual(1);
+      expect(isClaim(await opened.tracker.claim(uploadId, 4))).toBe(true);
+
+      await (first as ChunkClaim).release();
+      expect(isClaim(await opened.tracker.claim(uploadId, 3))).toBe(true);
+    });
+
+    it.skipIf(adapter.name.startsWith('embedded'))('frees a chunk whose claim stopped being renewed (a killed process) once its lease ends', async () => {
+      const uploadId = randomUUID();
+      await opened.claimElsewhere!(uploadId, 0, 1500);
+      expect(isClaim(await opened.tracker.claim(uploadId, 0))).toBe(false);
+
+      await new Promise((resolve) => setTimeout(resolve, 1700));
+      expect(isClaim(await opened.tracker.claim(uploadId, 0))).toBe(true);
+    });
+  });
+}
