@@ -44,8 +44,9 @@ async function openCluster(): Promise<Opened> {
 
 const redisUp = await servicesAvailable('chunk tracker contract (cluster)', ['redis']);
 const adapters = [
-  { name: 'embedded (SQLite, claims in memory)', open: openEmbedded, enabled: true },
-  { name: 'cluster (Redis)', open: openCluster, enabled: redisUp },
+  // claims in memory die with their process; only Redis claims must expire on their own
+  { name: 'embedded (SQLite, claims in memory)', open: openEmbedded, enabled: true, leases: false },
+  { name: 'cluster (Redis)', open: openCluster, enabled: redisUp, leases: true },
 ];
 
 const isClaim = (answer: ChunkClaim | { retryAfterSeconds: number }): answer is ChunkClaim => 'release' in answer;
@@ -74,7 +75,8 @@ for (const adapter of adapters) {
       expect(isClaim(await opened.tracker.claim(uploadId, 3))).toBe(true);
     });
 
-    it.skipIf(adapter.name.startsWith('embedded'))('frees a chunk whose claim stopped being renewed (a killed process) once its lease ends', async () => {
+    if (!adapter.leases) return;
+    it('frees a chunk whose claim stopped being renewed (a killed process) once its lease ends', async () => {
       const uploadId = randomUUID();
       await opened.claimElsewhere!(uploadId, 0, 1500);
       expect(isClaim(await opened.tracker.claim(uploadId, 0))).toBe(false);
