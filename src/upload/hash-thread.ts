@@ -49,8 +49,8 @@ function flushInBackground(state, filePath) {
 // Cleared for good when the filesystem refuses O_DIRECT, or asks more alignment than ALIGNMENT
 let directReads = true;
 
-function openForReading(filePath) {
-  if (!directReads) return fsp.open(filePath, 'r');
+function openForReading(filePath, direct) {
+  if (!direct || !directReads) return fsp.open(filePath, 'r');
   return fsp.open(filePath, fs.constants.O_RDONLY | fs.constants.O_DIRECT).catch((error) => {
     if (error.code !== 'EINVAL') throw error;
     directReads = false;
@@ -59,14 +59,13 @@ function openForReading(filePath) {
 }
 
 /** Hashes the file up to \`to\`; where an O_DIRECT read is refused, carries on with buffered reads. */
-async function catchUp(state, filePath, to, final) {
-  const direct = directReads;
+async function catchUp(state, filePath, to, final, direct) {
   try {
-    await readAndHash(state, filePath, to, final);
+    await readAndHash(state, filePath, to, final, direct && directReads);
   } catch (error) {
-    if (!direct || error.code !== 'EINVAL') throw error;
+    if (!direct || !directReads || error.code !== 'EINVAL') throw error;
     directReads = false;
-    await readAndHash(state, filePath, to, final);
+    await readAndHash(state, filePath, to, final, false);
   }
 }
 
@@ -76,9 +75,9 @@ async function catchUp(state, filePath, to, final) {
  * blocks (O_DIRECT reads only those) until the final one, which reads whole blocks past the end of the
  * file and hashes only what is the file's.
  */
-async function readAndHash(state, filePath, to, final) {
+async function readAndHash(state, filePath, to, final, direct) {
   if (state.hashed >= to) return;
-  const handle = await openForReading(filePath);
+  const handle = await openForReading(filePath, direct);
   const reads = [];
   let readTo = state.hashed;
   const readNext = () => {
@@ -116,8 +115,8 @@ async function readAndHash(state, filePath, to, final) {
   }
 }
 
-async function finish(state, filePath, size) {
-  await catchUp(state, filePath, size, true);
+async function finish(state, filePath, size, direct) {
+  await catchUp(state, filePath, size, true, direct);
   await state.flushing;
   await datasync(filePath);
   return state.hash.digest('hex');
@@ -143,11 +142,11 @@ parentPort.on('message', (message) => {
   }
   if (message.op === 'file') {
     // a failed step leaves hash and offset consistent: the next step carries on from there
-    state.chain = state.chain.then(() => catchUp(state, message.filePath, message.to, false)).catch(() => undefined);
+    state.chain = state.chain.then(() => catchUp(state, message.filePath, message.to, false, message.direct)).catch(() => undefined);
     return;
   }
   state.chain = state.chain
-    .then(() => finish(state, message.filePath, message.to))
+    .then(() => finish(state, message.filePath, message.to, message.direct))
     .then((sha1) => reply(message, sha1), (error) => fail(message, error))
     .finally(() => states.delete(message.uploadId));
 });

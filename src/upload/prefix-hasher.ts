@@ -5,8 +5,16 @@ import type { LandedBytes } from './staged-file.js';
 /** An upload that stopped advancing here (its chunks went to another API node) lets its kept bytes go. */
 const KEPT_BYTES_MAX_AGE_MS = 60_000;
 
+/**
+ * How the hash reads a file back: 'direct' (O_DIRECT) for files written that way, which are not in the
+ * page cache; 'cached' for files written through the page cache (tus), where an O_DIRECT read would
+ * first have to wait for the dirty pages to reach the disk.
+ */
+export type FileReads = 'direct' | 'cached';
+
 /** Per upload: how far hashing has been asked to go, and written bytes kept in memory beyond that. */
 interface Progress {
+  reads: FileReads;
   scheduled: number;
   ahead: Map<number, LandedBytes>;
   touchedAt: number;
@@ -29,8 +37,8 @@ export class PrefixHashers {
    * Lets hashing run ahead up to `contiguousBytes` in the background. `landed` are bytes of the chunk
    * just received that are still in memory; they are released once hashed, or once they cannot be.
    */
-  advance(uploadId: string, filePath: string, contiguousBytes: number, landed: LandedBytes[] = []): void {
-    const progress = this.progressOf(uploadId);
+  advance(uploadId: string, filePath: string, contiguousBytes: number, landed: LandedBytes[] = [], reads: FileReads = 'direct'): void {
+    const progress = this.progressOf(uploadId, reads);
     for (const bytes of landed) {
       if (bytes.position < progress.scheduled || progress.ahead.has(bytes.position)) bytes.release();
       else progress.ahead.set(bytes.position, bytes);
@@ -40,10 +48,10 @@ export class PrefixHashers {
   }
 
   /** Hashes the rest of a complete file of `size` bytes, flushes it to disk, and returns the hex SHA-1. */
-  async finish(uploadId: string, filePath: string, size: number): Promise<string> {
-    this.hashUpTo(uploadId, filePath, this.progressOf(uploadId), size);
+  async finish(uploadId: string, filePath: string, size: number, reads: FileReads = 'direct'): Promise<string> {
+    this.hashUpTo(uploadId, filePath, this.progressOf(uploadId, reads), size);
     try {
-      return await this.thread.request<string>({ op: 'finish', uploadId, filePath, to: size });
+      return await this.thread.request<string>({ op: 'finish', uploadId, filePath, to: size, direct: reads === 'direct' });
     } finally {
       this.forget(uploadId);
     }
@@ -75,7 +83,7 @@ export class PrefixHashers {
       }
       let fileTo = target;
       for (const position of progress.ahead.keys()) if (position > progress.scheduled && position < fileTo) fileTo = position;
-      this.thread.post({ op: 'file', uploadId, filePath, to: fileTo });
+      this.thread.post({ op: 'file', uploadId, filePath, to: fileTo, direct: progress.reads === 'direct' });
       progress.scheduled = fileTo;
     }
     for (const [position, kept] of progress.ahead) {
@@ -85,10 +93,10 @@ export class PrefixHashers {
     }
   }
 
-  private progressOf(uploadId: string): Progress {
+  private progressOf(uploadId: string, reads: FileReads): Progress {
     let progress = this.uploads.get(uploadId);
     if (!progress) {
-      progress = { scheduled: 0, ahead: new Map(), touchedAt: 0 };
+      progress = { reads, scheduled: 0, ahead: new Map(), touchedAt: 0 };
       this.uploads.set(uploadId, progress);
     }
     progress.touchedAt = Date.now();
