@@ -127,7 +127,8 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
   const folderRepo = new FoldersRepository(db);
   const blobs = new BlobsRepository(db);
   const local = new LocalBlobStore(config.DATA_DIR);
-  const temp = new TempFiles(config.DATA_DIR);
+  const hashers = new PrefixHashers();
+  const temp = new TempFiles(config.DATA_DIR, hashers);
   const content = new ContentStore({
     db, blobs, landing: local, tiers: { local, s3 },
     onLanded: s3 ? (fileId) => jobs.enqueue('transfer', { fileId }, { key: `transfer:${fileId}` }) : undefined,
@@ -142,7 +143,6 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
   const files = new FileService({ db, blobs, userFiles, folders: folderRepo, content, temp });
   const uploadsRepo = new UploadsRepository(db);
   const staging = new UploadStaging(config.DATA_DIR);
-  const hashers = new PrefixHashers();
   const uploads = new UploadService({
     db, uploads: uploadsRepo, blobs, userFiles, files, tracker, staging, hashers, cache,
     ttlSeconds: config.UPLOAD_TTL_SECONDS, dedupeScope: config.DEDUPE_SCOPE,

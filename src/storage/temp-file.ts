@@ -1,9 +1,8 @@
-import { createHash, randomUUID } from 'node:crypto';
-import fs from 'node:fs';
+import { randomUUID } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { Transform, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+import { StagedFile, type LandedBytes } from './staged-file.js';
 
 export interface HashedTempFile {
   path: string;
@@ -11,45 +10,55 @@ export interface HashedTempFile {
   size: number;
 }
 
+/** What hashes a file as it is written (PrefixHashers): from bytes still in memory, else from the file. */
+export interface FileHasher {
+  advance(key: string, filePath: string, writtenBytes: number, landed: LandedBytes[]): void;
+  /** The hex SHA-1 of the first `size` bytes, once they are flushed to disk. */
+  finish(key: string, filePath: string, size: number): Promise<string>;
+  drop(key: string): void;
+}
+
 /** Where bytes wait before they become a blob: on the same filesystem as the blobs, so adopting is a rename. */
 export class TempFiles {
   readonly dir: string;
 
-  constructor(dataDir: string) {
+  constructor(
+    dataDir: string,
+    private readonly hasher: FileHasher,
+  ) {
     this.dir = path.join(dataDir, 'tmp');
   }
 
   /**
-   * Streams `source` to a new temp file, computing its SHA-1 and size on the way (one pass, with
-   * backpressure), and fsyncs it so a blob made from it survives a crash. Removes the file on failure.
+   * Streams `source` to a new temp file (O_DIRECT where possible, with backpressure) and returns its
+   * SHA-1 and size, flushed so a blob made from it survives a crash. The bytes arrive in order, so each
+   * written slot goes to the hashing thread at once, from memory: hashing on the event loop, through
+   * the page cache, had held a 1 GiB curl -F upload to about 350 MiB/s. Removes the file on failure.
    */
   async write(source: Readable, onBytes?: (count: number) => void): Promise<HashedTempFile> {
     await fsp.mkdir(this.dir, { recursive: true });
-    const filePath = path.join(this.dir, randomUUID());
-    const hash = createHash('sha1');
+    const id = randomUUID();
+    const filePath = path.join(this.dir, id);
+    const key = `temp:${id}`;
+    const file = await StagedFile.open(filePath, true);
+    const writer = file.writerAt(0, (landed) => this.hasher.advance(key, filePath, landed.position + landed.bytes.length, [landed]));
     let size = 0;
-    const meter = new Transform({
-      transform(chunk: Buffer, _encoding, done) {
-        hash.update(chunk);
-        size += chunk.length;
-        onBytes?.(chunk.length);
-        done(null, chunk);
-      },
-    });
-    const out = fs.createWriteStream(filePath, { flags: 'wx' });
     try {
-      await pipeline(source, meter, out);
-      const handle = await fsp.open(filePath, 'r+');
-      try {
-        await handle.datasync();
-      } finally {
-        await handle.close();
+      for await (const piece of source as AsyncIterable<Buffer>) {
+        size += piece.length;
+        onBytes?.(piece.length);
+        await writer.add(piece);
       }
+      await writer.finish();
+      return { path: filePath, sha1: await this.hasher.finish(key, filePath, size), size };
     } catch (error) {
+      this.hasher.drop(key);
       await fsp.rm(filePath, { force: true });
       throw error;
+    } finally {
+      writer.release();
+      await file.close();
     }
-    return { path: filePath, sha1: hash.digest('hex'), size };
   }
 
   async discard(filePath: string): Promise<void> {

@@ -1,6 +1,6 @@
 import { Thread } from '../thread.js';
 import { HASH_THREAD_SOURCE } from './hash-thread.js';
-import type { LandedBytes } from './staged-file.js';
+import type { LandedBytes } from '../storage/staged-file.js';
 
 /** An upload that stopped advancing here (its chunks went to another API node) lets its kept bytes go. */
 const KEPT_BYTES_MAX_AGE_MS = 60_000;

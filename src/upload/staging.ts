@@ -3,7 +3,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { AppError } from '../errors.js';
-import { StagedFile, type LandedBytes } from './staged-file.js';
+import { StagedFile, type LandedBytes } from '../storage/staged-file.js';
 
 /**
  * The one pre-sized file an upload's chunks are written into at their offsets (positional writes), so

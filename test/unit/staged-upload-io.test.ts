@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PrefixHashers } from '../../src/upload/prefix-hasher.js';
-import { StagedFile, type LandedBytes } from '../../src/upload/staged-file.js';
+import { StagedFile, type LandedBytes } from '../../src/storage/staged-file.js';
 
 const MiB = 1024 * 1024;
 const cleanups: Array<() => Promise<unknown>> = [];

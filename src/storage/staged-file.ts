@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import { AlignedBuffers, DIRECT_IO_ALIGNMENT } from '../storage/aligned-buffers.js';
+import { AlignedBuffers, DIRECT_IO_ALIGNMENT } from './aligned-buffers.js';
 
 const SLOT_BYTES = 1024 * 1024;
 // Up to MAX_KEPT_SLOTS stay in memory after their write, so the hash reads them there (see
@@ -35,12 +35,15 @@ export class StagedFile {
     if (!direct) this.buffered = fsp.open(filePath, 'r+');
   }
 
-  /** Opens an existing staged file; rejects with ENOENT when it is gone. */
-  static async open(filePath: string): Promise<StagedFile> {
-    const direct = await fsp.open(filePath, fs.constants.O_RDWR | fs.constants.O_DIRECT).catch((error: NodeJS.ErrnoException) => {
+  /** Opens an existing staged file (rejects with ENOENT when it is gone), or with `create` a new one. */
+  static async open(filePath: string, create = false): Promise<StagedFile> {
+    const { O_RDWR, O_CREAT, O_EXCL, O_DIRECT } = fs.constants;
+    const flags = O_RDWR | (create ? O_CREAT | O_EXCL : 0);
+    const direct = await fsp.open(filePath, flags | O_DIRECT).catch((error: NodeJS.ErrnoException) => {
       if (error.code === 'EINVAL') return null;
       throw error;
     });
+    if (!direct && create) await (await fsp.open(filePath, flags)).close();
     const file = new StagedFile(filePath, direct);
     await file.buffered;
     return file;
@@ -48,9 +51,10 @@ export class StagedFile {
 
   /**
    * A writer of consecutive bytes from `position` on, through aligned slots; with `keep`, it keeps
-   * written slots in memory while the budget allows (see SlotWriter.landed).
+   * written slots in memory while the budget allows: for landed() at the end, or each handed to `keep`
+   * as soon as it is written.
    */
-  writerAt(position: number, keep = false): SlotWriter {
+  writerAt(position: number, keep: boolean | ((bytes: LandedBytes) => void) = false): SlotWriter {
     return new SlotWriter(this, position, keep);
   }
 
@@ -92,7 +96,7 @@ export class SlotWriter {
   constructor(
     private readonly file: StagedFile,
     private position: number,
-    private readonly keep: boolean,
+    private readonly keep: boolean | ((bytes: LandedBytes) => void),
   ) {}
 
   async add(piece: Buffer): Promise<void> {
@@ -146,7 +150,8 @@ export class SlotWriter {
       if (!released) slots.giveKept(slot);
       released = true;
     };
-    this.kept.push({ position, bytes, release });
+    if (typeof this.keep === 'function') this.keep({ position, bytes, release });
+    else this.kept.push({ position, bytes, release });
   }
 }
 
