@@ -52,10 +52,10 @@ export class StagedFile {
   /**
    * A writer of consecutive bytes from `position` on, through aligned slots; with `keep`, it keeps
    * written slots in memory while the budget allows: for landed() at the end, or each handed to `keep`
-   * as soon as it is written.
+   * as soon as it is written. `beforeWrite` runs before each slot is written; if it throws, nothing more is.
    */
-  writerAt(position: number, keep: boolean | ((bytes: LandedBytes) => void) = false): SlotWriter {
-    return new SlotWriter(this, position, keep);
+  writerAt(position: number, keep: boolean | ((bytes: LandedBytes) => void) = false, beforeWrite?: () => Promise<void>): SlotWriter {
+    return new SlotWriter(this, position, keep, beforeWrite);
   }
 
   /** Writes `bytes` (a slot, or part of one) at `position`, whole blocks directly and the rest buffered. */
@@ -97,6 +97,7 @@ export class SlotWriter {
     private readonly file: StagedFile,
     private position: number,
     private readonly keep: boolean | ((bytes: LandedBytes) => void),
+    private readonly beforeWrite?: () => Promise<void>,
   ) {}
 
   async add(piece: Buffer): Promise<void> {
@@ -132,6 +133,7 @@ export class SlotWriter {
   private async writeSlot(): Promise<void> {
     const slot = this.slot;
     if (!slot || this.filled === 0) return;
+    await this.beforeWrite?.();
     const position = this.position;
     const bytes = slot.subarray(0, this.filled);
     this.position += this.filled;

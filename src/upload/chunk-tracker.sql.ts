@@ -14,7 +14,7 @@ export class SqlChunkTracker implements ChunkTracker {
     const key = `${uploadId}:${index}`;
     if (this.claimed.has(key)) return { retryAfterSeconds: 1 };
     this.claimed.add(key);
-    return { release: async () => void this.claimed.delete(key) };
+    return { held: async () => true, release: async () => void this.claimed.delete(key) };
   }
 
   async mark(uploadId: string, index: number): Promise<void> {

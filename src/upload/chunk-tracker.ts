@@ -16,6 +16,8 @@ export interface ChunkTracker {
 }
 
 export interface ChunkClaim {
+  /** Whether the claim is still this request's (a process frozen past its lease has lost it). */
+  held(): Promise<boolean>;
   release(): Promise<void>;
 }
 

@@ -42,6 +42,7 @@ export class UploadStaging {
    * stays unmarked, so the chunk is still missing). With `expectedSha1`, a mismatch → 422.
    * With `alreadyReceived`, the bytes are checked the same way but not written: a received chunk is never
    * overwritten (its bytes may already be hashed, and a garbled retry must not damage them).
+   * `beforeWrite` runs before each write (and may stop the chunk by throwing).
    * Returns the written bytes still in memory (as many as the budget keeps), for the caller to release.
    */
   async writeChunk(
@@ -49,15 +50,14 @@ export class UploadStaging {
     offset: number,
     length: number,
     source: Readable,
-    expectedSha1?: string,
-    alreadyReceived = false,
+    { expectedSha1, alreadyReceived = false, beforeWrite }: { expectedSha1?: string; alreadyReceived?: boolean; beforeWrite?: () => Promise<void> },
   ): Promise<LandedBytes[]> {
     const file = await StagedFile.open(this.pathOf(uploadId)).catch((error: NodeJS.ErrnoException) => {
       if (error.code === 'ENOENT') throw new AppError('not_found', 'The upload has no staged file any more.');
       throw error;
     });
     const hash = expectedSha1 ? createHash('sha1') : null;
-    const writer = alreadyReceived ? null : file.writerAt(offset, true);
+    const writer = alreadyReceived ? null : file.writerAt(offset, true, beforeWrite);
     let received = 0;
     let excess = 0;
     try {

@@ -6,7 +6,7 @@ import type { UploadRow, UploadsRepository } from '../db/uploads.repository.js';
 import type { UserFilesRepository } from '../db/user-files.repository.js';
 import { AppError, notFound } from '../errors.js';
 import type { FileService, FileView } from '../files/file.service.js';
-import { missingChunks, type ChunkTracker } from './chunk-tracker.js';
+import { missingChunks, type ChunkClaim, type ChunkTracker } from './chunk-tracker.js';
 import type { PrefixHashers } from './prefix-hasher.js';
 import { CHALLENGE_TTL_MS, MAX_WRONG_PROOFS, PROOF_MIN_SIZE, makeChallenge, proofThrottleKey, type Challenge } from './proof.js';
 import type { Cache } from '../cache/cache.js';
@@ -102,22 +102,27 @@ export class UploadService {
       throw new AppError('upload_state', `Chunk ${index} is being received by another request.`, {}, { 'Retry-After': String(claim.retryAfterSeconds) });
     }
     try {
-      return await this.storeChunk(session, index, body, chunkSha1);
+      return await this.storeChunk(session, index, body, chunkSha1, claim);
     } finally {
       // a failed release only leaves the claim to its lease
       await claim.release().catch(() => undefined);
     }
   }
 
-  private async storeChunk(session: UploadRow, index: number, body: Readable, chunkSha1: string | undefined): Promise<number> {
+  private async storeChunk(session: UploadRow, index: number, body: Readable, chunkSha1: string | undefined, claim: ChunkClaim): Promise<number> {
     const id = session.id;
     const offset = index * session.chunk_size;
     const length = Math.min(session.chunk_size, session.size - offset);
     const already = (await this.deps.tracker.received(id, session.chunk_count))[index] === true;
-    const landed = await this.deps.staging.writeChunk(id, offset, length, body, chunkSha1, already);
+    // a claim lost midway (this process froze past its lease) means another writer may own these bytes
+    const stillOurs = async () => {
+      if (!(await claim.held())) throw new AppError('upload_state', `Another request took over chunk ${index}.`);
+    };
+    const landed = await this.deps.staging.writeChunk(id, offset, length, body, { expectedSha1: chunkSha1, alreadyReceived: already, beforeWrite: stillOurs });
     if (already) return length;
     let contiguous: number;
     try {
+      await stillOurs();
       const ttl = Math.max(1, Math.ceil((session.expires_at - Date.now()) / 1000));
       await this.deps.tracker.mark(id, index, ttl);
       const received = await this.deps.tracker.received(id, session.chunk_count);

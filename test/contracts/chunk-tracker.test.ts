@@ -17,6 +17,8 @@ interface Opened {
   tracker: ChunkTracker;
   /** Redis only: a claim of another process, as it stands in Redis, that stops being renewed. */
   claimElsewhere?(uploadId: string, index: number, leaseMs: number): Promise<void>;
+  /** Redis only: the same tracker with claims leased for `leaseMs`. */
+  withLease?(leaseMs: number): ChunkTracker;
   close(): Promise<void>;
 }
 
@@ -33,6 +35,7 @@ async function openCluster(): Promise<Opened> {
   const prefix = `filestore-test-${randomUUID()}:`;
   return {
     tracker: new RedisChunkTracker(redis, prefix),
+    withLease: (leaseMs) => new RedisChunkTracker(redis, prefix, leaseMs),
     claimElsewhere: async (uploadId, index, leaseMs) => void (await redis.set(`${prefix}upload:${uploadId}:chunks:${index}:writer`, 'another-process', 'PX', leaseMs)),
     close: async () => {
       const keys = await redis.keys(`${prefix}*`);
@@ -71,6 +74,7 @@ for (const adapter of adapters) {
       expect((second as { retryAfterSeconds: number }).retryAfterSeconds).toBeGreaterThanOrEqual(1);
       expect(isClaim(await opened.tracker.claim(uploadId, 4))).toBe(true);
 
+      expect(await (first as ChunkClaim).held()).toBe(true);
       await (first as ChunkClaim).release();
       expect(isClaim(await opened.tracker.claim(uploadId, 3))).toBe(true);
     });
@@ -83,6 +87,20 @@ for (const adapter of adapters) {
 
       await new Promise((resolve) => setTimeout(resolve, 1700));
       expect(isClaim(await opened.tracker.claim(uploadId, 0))).toBe(true);
+    });
+
+    it('tells a holder that its claim is gone once another process took the chunk (a holder frozen past its lease)', async () => {
+      const uploadId = randomUUID();
+      const claim = await opened.withLease!(600).claim(uploadId, 1);
+      expect(isClaim(claim)).toBe(true);
+      expect(await (claim as ChunkClaim).held()).toBe(true);
+
+      await opened.claimElsewhere!(uploadId, 1, 5000);
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      expect(await (claim as ChunkClaim).held()).toBe(false);
+      await (claim as ChunkClaim).release();
+      // releasing a lost claim leaves the new holder's claim alone
+      expect(isClaim(await opened.tracker.claim(uploadId, 1))).toBe(false);
     });
   });
 }
