@@ -1,12 +1,9 @@
-import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { ChunkClaim, ChunkTracker } from './chunk-tracker.js';
+import { RedisLease } from './redis-lease.js';
 
 // A claim lives this long past its holder's last renewal: a killed holder blocks its chunk that long.
 const CLAIM_LEASE_MS = 6000;
-// Deletes or extends a claim only while it still holds our token.
-const RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
-const EXTEND = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
 
 /**
  * The cluster profile's tracker: one Redis bitmap per upload (SETBIT/GETRANGE), expiring with the
@@ -22,28 +19,8 @@ export class RedisChunkTracker implements ChunkTracker {
 
   async claim(uploadId: string, index: number): Promise<ChunkClaim | { retryAfterSeconds: number }> {
     const key = `${this.key(uploadId)}:${index}:writer`;
-    const token = randomUUID();
-    const lease = this.claimLeaseMs;
-    if ((await this.redis.set(key, token, 'PX', lease, 'NX')) !== 'OK') {
-      return { retryAfterSeconds: Math.max(1, Math.ceil((await this.redis.pttl(key)) / 1000)) };
-    }
-    let confirmedAt = Date.now();
-    let lost = false;
-    const extend = async (): Promise<boolean> => {
-      if ((await this.redis.eval(EXTEND, 1, key, token, lease)) === 1) confirmedAt = Date.now();
-      else lost = true;
-      return !lost;
-    };
-    const renewal = setInterval(() => void extend().catch(() => undefined), lease / 3);
-    renewal.unref();
-    return {
-      // renewed recently: still ours without asking; otherwise (say, after a freeze) Redis decides
-      held: async () => !lost && (Date.now() - confirmedAt < lease / 2 || (await extend())),
-      release: async () => {
-        clearInterval(renewal);
-        await this.redis.eval(RELEASE, 1, key, token);
-      },
-    };
+    const lease = await RedisLease.tryAcquire(this.redis, key, this.claimLeaseMs);
+    return lease ?? { retryAfterSeconds: Math.max(1, Math.ceil((await this.redis.pttl(key)) / 1000)) };
   }
 
   async mark(uploadId: string, index: number, ttlSeconds: number): Promise<void> {

@@ -1,12 +1,9 @@
-import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { ERRORS, type Lock, type Locker, type RequestRelease } from '@tus/utils';
+import { RedisLease } from './redis-lease.js';
 
 const LEASE_MS = 30_000;
 const RETRY_MS = 50;
-// Deletes or extends the lock only while it still holds our token (another process may own it by now).
-const RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end";
-const EXTEND = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
 
 /**
  * A tus Locker shared by every API process through Redis: SET NX with a lease that the holder keeps
@@ -55,8 +52,7 @@ export class RedisLocker implements Locker {
 }
 
 class RedisLock implements Lock {
-  private readonly token = randomUUID();
-  private renewal: NodeJS.Timeout | null = null;
+  private lease: RedisLease | null = null;
 
   constructor(
     private readonly locker: RedisLocker,
@@ -70,7 +66,7 @@ class RedisLock implements Lock {
   async lock(signal: AbortSignal, requestRelease: RequestRelease): Promise<void> {
     const deadline = Date.now() + this.locker.acquireTimeoutMs;
     let asked = false;
-    while ((await this.locker.redis.set(this.key, this.token, 'PX', LEASE_MS, 'NX')) !== 'OK') {
+    while (!(this.lease = await RedisLease.tryAcquire(this.locker.redis, this.key, LEASE_MS))) {
       if (signal.aborted || Date.now() > deadline) throw ERRORS.ERR_LOCK_TIMEOUT;
       if (!asked) {
         asked = true;
@@ -79,15 +75,10 @@ class RedisLock implements Lock {
       await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
     }
     this.locker.hold(this.id, requestRelease);
-    this.renewal = setInterval(() => {
-      this.locker.redis.eval(EXTEND, 1, this.key, this.token, LEASE_MS).catch(() => undefined);
-    }, LEASE_MS / 3);
-    this.renewal.unref();
   }
 
   async unlock(): Promise<void> {
-    if (this.renewal) clearInterval(this.renewal);
     this.locker.letGo(this.id);
-    await this.locker.redis.eval(RELEASE, 1, this.key, this.token);
+    await this.lease?.release();
   }
 }
