@@ -26,14 +26,11 @@ export interface LandedBytes {
  * filesystem refuses O_DIRECT (tmpfs on older kernels).
  */
 export class StagedFile {
-  private buffered: Promise<fsp.FileHandle> | null = null;
-
   private constructor(
     private readonly filePath: string,
     private readonly direct: fsp.FileHandle | null,
-  ) {
-    if (!direct) this.buffered = fsp.open(filePath, 'r+');
-  }
+    private buffered: Promise<fsp.FileHandle> | null,
+  ) {}
 
   /** Opens an existing staged file (rejects with ENOENT when it is gone), or with `create` a new one. */
   static async open(filePath: string, create = false): Promise<StagedFile> {
@@ -43,18 +40,15 @@ export class StagedFile {
       if (error.code === 'EINVAL') return null;
       throw error;
     });
-    if (!direct && create) await (await fsp.open(filePath, flags)).close();
-    const file = new StagedFile(filePath, direct);
-    await file.buffered;
-    return file;
+    return new StagedFile(filePath, direct, direct ? null : Promise.resolve(await fsp.open(filePath, flags)));
   }
 
   /**
-   * A writer of consecutive bytes from `position` on, through aligned slots; with `keep`, it keeps
-   * written slots in memory while the budget allows: for landed() at the end, or each handed to `keep`
-   * as soon as it is written. `beforeWrite` runs before each slot is written; if it throws, nothing more is.
+   * A writer of consecutive bytes from `position` on, through aligned slots. With `keep`, written slots
+   * stay in memory while the budget allows, each handed to `keep` as soon as it is written (whoever takes
+   * one must release it). `beforeWrite` runs before each slot is written; if it throws, nothing more is.
    */
-  writerAt(position: number, keep: boolean | ((bytes: LandedBytes) => void) = false, beforeWrite?: () => Promise<void>): SlotWriter {
+  writerAt(position: number, keep?: (bytes: LandedBytes) => void, beforeWrite?: () => Promise<void>): SlotWriter {
     return new SlotWriter(this, position, keep, beforeWrite);
   }
 
@@ -91,12 +85,11 @@ export class StagedFile {
 export class SlotWriter {
   private slot: Buffer | null = null;
   private filled = 0;
-  private readonly kept: LandedBytes[] = [];
 
   constructor(
     private readonly file: StagedFile,
     private position: number,
-    private readonly keep: boolean | ((bytes: LandedBytes) => void),
+    private readonly keep?: (bytes: LandedBytes) => void,
     private readonly beforeWrite?: () => Promise<void>,
   ) {}
 
@@ -118,16 +111,10 @@ export class SlotWriter {
     return this.writeSlot();
   }
 
-  /** After finish(): the written bytes still in memory; whoever takes them must release each. */
-  landed(): LandedBytes[] {
-    return this.kept.splice(0);
-  }
-
-  /** On the way out: frees every slot not taken by landed(). */
+  /** On the way out: frees the slot still filling (one a failure left unwritten). */
   release(): void {
     if (this.slot) slots.give(this.slot);
     this.slot = null;
-    for (const landed of this.landed()) landed.release();
   }
 
   private async writeSlot(): Promise<void> {
@@ -152,8 +139,7 @@ export class SlotWriter {
       if (!released) slots.giveKept(slot);
       released = true;
     };
-    if (typeof this.keep === 'function') this.keep({ position, bytes, release });
-    else this.kept.push({ position, bytes, release });
+    this.keep({ position, bytes, release });
   }
 }
 

@@ -57,7 +57,8 @@ export class UploadStaging {
       throw error;
     });
     const hash = expectedSha1 ? createHash('sha1') : null;
-    const writer = alreadyReceived ? null : file.writerAt(offset, true, beforeWrite);
+    const landed: LandedBytes[] = [];
+    const writer = alreadyReceived ? null : file.writerAt(offset, (bytes) => landed.push(bytes), beforeWrite);
     let received = 0;
     let excess = 0;
     try {
@@ -84,9 +85,12 @@ export class UploadStaging {
       if (hash && hash.digest('hex') !== expectedSha1) {
         throw new AppError('chunk_hash_mismatch', 'The chunk bytes do not match X-Chunk-Sha1.');
       }
-      return writer?.landed() ?? [];
-    } finally {
+      return landed;
+    } catch (error) {
       // frees what a failed chunk kept in memory
+      for (const bytes of landed) bytes.release();
+      throw error;
+    } finally {
       writer?.release();
       await file.close();
     }

@@ -28,7 +28,8 @@ async function stagedFile(size: number): Promise<string> {
  */
 async function writeInPieces(filePath: string, bytes: Buffer, position: number, keep = false): Promise<LandedBytes[]> {
   const file = await StagedFile.open(filePath);
-  const writer = file.writerAt(position, keep);
+  const landed: LandedBytes[] = [];
+  const writer = file.writerAt(position, keep ? (kept) => landed.push(kept) : undefined);
   try {
     for (let at = 0; at < bytes.length; ) {
       const length = Math.min(bytes.length - at, 1 + Math.floor(Math.random() * 100_000));
@@ -36,7 +37,7 @@ async function writeInPieces(filePath: string, bytes: Buffer, position: number, 
       at += length;
     }
     await writer.finish();
-    return writer.landed();
+    return landed;
   } finally {
     writer.release();
     await file.close();
