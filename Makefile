@@ -23,7 +23,7 @@ build: node_modules
 	npx tsc -p tsconfig.json
 
 run: build
-	node dist/src/main.js
+	npm start --silent
 
 # a script rather than two `&` lines here: make would not stop the background one on ctrl-C
 run-cluster: build

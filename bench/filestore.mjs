@@ -7,7 +7,7 @@ import path from 'node:path';
 import tus from 'tus-js-client';
 import { summarize } from './cpu-profile-summary.mjs';
 import {
-  MiB, REPO_ROOT, expectStatus, freePort, httpClient, onCleanup, percentile, sleep, startChild, stopChild, waitForPort,
+  MiB, REPO_ROOT, apiNodeFlags, expectStatus, freePort, httpClient, onCleanup, percentile, sleep, startChild, stopChild, waitForPort,
 } from './lib.mjs';
 import { measured, withChildren } from './proc.mjs';
 import { CHUNK, INFLIGHT, INSTANT_RUNS, INSTANT_WARMUP, CPU_PROF, PASSWORD, log } from './settings.mjs';
@@ -27,7 +27,7 @@ export async function startFilestore(name, dataDir, extraEnv = {}) {
   if (!fs.existsSync(main)) throw new Error(`${main} is missing: build first (npx tsc -p tsconfig.json, or make bench)`);
   const port = await freePort();
   const env = cleanEnv({ FILESTORE_PROFILE: 'embedded', PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn', ...extraEnv });
-  const flags = [];
+  const flags = apiNodeFlags();
   if (CPU_PROF) {
     profileDir ??= fs.mkdtempSync(path.join(os.tmpdir(), 'filestore-bench-profile-'));
     flags.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=filestore-${name}.cpuprofile`);

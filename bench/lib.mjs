@@ -12,6 +12,12 @@ import path from 'node:path';
 export const MiB = 1024 * 1024;
 export const REPO_ROOT = path.resolve(import.meta.dirname, '..');
 
+/** The node flags of `npm start` (package.json), so the bench runs the API server as users do. */
+export function apiNodeFlags() {
+  const { scripts } = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8'));
+  return scripts.start.split(' ').filter((word) => word.startsWith('--'));
+}
+
 // ------------------------------------------------------------------ cleanup registry
 
 const children = new Map(); // pid -> { child, name, group }
