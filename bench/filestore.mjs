@@ -97,15 +97,24 @@ export async function chunkedUpload(client, token, { file, size, sha1, name, fol
   const { uploadId, chunkSize, missing } = created.body;
   if (created.body.mode !== 'chunks' || chunkSize !== CHUNK) throw new Error(`unexpected create answer ${JSON.stringify(created.body)}`);
   const queue = [...missing];
+  const handle = await fsp.open(file, 'r');
+  // each worker reads its chunk whole into its own buffer and sends it in one write, as a CLI would
   const worker = async () => {
+    const buffer = Buffer.allocUnsafe(chunkSize);
     for (let index = queue.shift(); index !== undefined; index = queue.shift()) {
       const start = index * chunkSize;
       const length = Math.min(chunkSize, size - start);
-      const body = fs.createReadStream(file, { start, end: start + length - 1, highWaterMark: MiB });
+      const { bytesRead } = await handle.read(buffer, 0, length, start);
+      if (bytesRead !== length) throw new Error(`read ${bytesRead} of chunk ${index}'s ${length} bytes`);
+      const body = buffer.subarray(0, length);
       expectStatus(await client.request('PUT', `/api/uploads/${uploadId}/chunks/${index}`, { token, body, length }), `PUT chunk ${index}`, 204);
     }
   };
-  await Promise.all(Array.from({ length: INFLIGHT }, worker));
+  try {
+    await Promise.all(Array.from({ length: INFLIGHT }, worker));
+  } finally {
+    await handle.close();
+  }
   const tChunks = performance.now();
   let answer;
   let rounds = 0;

@@ -3,7 +3,7 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  MiB, fixed, freePort, hashFile, loadLine, makeRandomFile, makeTempDir, mibps, onCleanup, run, startChild, stopChild, syncDisks, table, waitForPort, which,
+  MiB, fixed, freePort, hashFile, loadLine, makeRandomFile, makeTempDir, mibps, onCleanup, run, startChild, stopChild, syncDisks, table, touchFreeMemory, waitForPort, which,
 } from './lib.mjs';
 import { measured, withChildren } from './proc.mjs';
 import { SIZE, CHUNK, INFLIGHT, INSTANT_RUNS, INSTANT_WARMUP, STAGES, log, TARGET_VS_NGINX, TARGET_VS_PEER, TARGET_INSTANT_MS, TARGET_RSS_BYTES } from './settings.mjs';
@@ -76,6 +76,9 @@ export async function uploadBenchmark() {
   header('filestore upload benchmark', [
     `file ${(SIZE / MiB).toFixed(0)} MiB random, 127.0.0.1; chunks ${CHUNK / MiB} MiB, ${INFLIGHT} in flight; stages ${[...STAGES].join(',')}`,
   ]);
+  const touchStart = performance.now();
+  const touched = touchFreeMemory();
+  log(`touched ${touched} GiB of free memory once (${((performance.now() - touchStart) / 1000).toFixed(1)} s), so page-cache writes run as on a warm server`);
   const tmp = await makeTempDir('filestore-bench-');
   const file = path.join(tmp, 'random.bin');
   log(`writing ${SIZE / MiB} MiB of random data to ${file}`);
