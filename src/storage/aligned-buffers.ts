@@ -3,6 +3,15 @@ export const DIRECT_IO_ALIGNMENT = 4096;
 
 const WASM_PAGE = 64 * 1024;
 
+/** Bytes that are on disk at `position` and, until released or evicted, still in memory. */
+export interface LandedBytes {
+  readonly position: number;
+  readonly bytes: Buffer;
+  /** True if the bytes are still in memory, which they then stay until release(); false once evicted. */
+  pin(): boolean;
+  release(): void;
+}
+
 /**
  * Reusable buffers of `slotBytes` at page-aligned addresses, for O_DIRECT writes: Node's own Buffers are
  * only 16-byte aligned, but WebAssembly memory is page-aligned, so slots are carved from slabs of it. The
@@ -12,6 +21,7 @@ const WASM_PAGE = 64 * 1024;
  */
 export class AlignedBuffers {
   private readonly spare: Buffer[] = [];
+  private readonly evictable = new Set<KeptSlot>();
   private kept = 0;
 
   constructor(
@@ -35,16 +45,65 @@ export class AlignedBuffers {
     this.spare.push(slot);
   }
 
-  /** Counts one more slot kept past its write; false once `maxKept` are (memory stays bounded). */
-  tryKeep(): boolean {
-    if (this.kept >= this.maxKept) return false;
+  /**
+   * Keeps a written slot in memory for the hash, at most `maxKept` at once. `distance()` tells how far
+   * ahead of its hash the slot lies, now. With the budget full, the kept slot that lies farthest ahead
+   * is evicted for one that lies nearer; else the slot is not kept (null) and stays the caller's. Keeping
+   * the first ones that came let slots far ahead fill the budget while the hash's own next bytes went to
+   * be read back from the disk: the hash fell behind and stayed there (up to 80% of 1 GiB read back).
+   */
+  keep(slot: Buffer, bytes: Buffer, position: number, distance: () => number): LandedBytes | null {
+    if (this.kept >= this.maxKept) {
+      let farthest: KeptSlot | null = null;
+      let farthestDistance = distance();
+      for (const candidate of this.evictable) {
+        const candidateDistance = candidate.distance();
+        if (candidateDistance > farthestDistance) [farthest, farthestDistance] = [candidate, candidateDistance];
+      }
+      if (!farthest) return null;
+      farthest.release();
+    }
     this.kept += 1;
+    const kept = new KeptSlot(this, slot, bytes, position, distance);
+    this.evictable.add(kept);
+    return kept;
+  }
+
+  /** @internal KeptSlot's side of the budget. */
+  pinned(kept: KeptSlot): void {
+    this.evictable.delete(kept);
+  }
+
+  /** @internal KeptSlot's side of the budget. */
+  released(kept: KeptSlot, slot: Buffer): void {
+    this.evictable.delete(kept);
+    this.kept -= 1;
+    this.give(slot);
+  }
+}
+
+class KeptSlot implements LandedBytes {
+  private state: 'evictable' | 'pinned' | 'gone' = 'evictable';
+
+  constructor(
+    private readonly owner: AlignedBuffers,
+    private readonly slot: Buffer,
+    readonly bytes: Buffer,
+    readonly position: number,
+    readonly distance: () => number,
+  ) {}
+
+  pin(): boolean {
+    if (this.state === 'gone') return false;
+    this.state = 'pinned';
+    this.owner.pinned(this);
     return true;
   }
 
-  /** Gives back a slot that tryKeep counted. */
-  giveKept(slot: Buffer): void {
-    this.kept -= 1;
-    this.give(slot);
+  release(): void {
+    // once only: a slot given back twice would be handed to two writers
+    if (this.state === 'gone') return;
+    this.state = 'gone';
+    this.owner.released(this, this.slot);
   }
 }

@@ -1,22 +1,24 @@
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import { AlignedBuffers, DIRECT_IO_ALIGNMENT } from './aligned-buffers.js';
+import { AlignedBuffers, DIRECT_IO_ALIGNMENT, type LandedBytes } from './aligned-buffers.js';
 
 const SLOT_BYTES = 1024 * 1024;
 // Up to MAX_KEPT_SLOTS stay in memory after their write, so the hash reads them there (see
-// PrefixHashers), not back from the disk. With 4 chunks of 8 MiB in flight the chunks ahead of the hash
-// hold up to 24 MiB; what does not fit is read back, and those reads compete with the writes for the
-// disk. Measured on a 1 GiB upload (server started as `npm start` does, young generation 2 MiB):
-// 12 slots 600–700 MiB/s, complete 40–190 ms; 24 slots 680–750 MiB/s, complete 14–120 ms, peak RSS
-// 172–177 MiB (200 MB allowed); 32 slots no faster, 176–180 MiB.
+// PrefixHashers), not back from the disk; with the budget full, the slots the hash needs soonest stay
+// (AlignedBuffers.keep). Four chunks of 8 MiB in flight move in near lockstep, so up to 32 MiB wait
+// ahead of the hash; the rest is read back, and those reads compete with the writes for the disk.
+// Measured on a 1 GiB upload (server started as `npm start` does, young generation 2 MiB): 12 slots
+// 600–700 MiB/s, complete 40–190 ms; 24 slots 680–760 MiB/s, peak RSS 170–179 MiB (200 MB allowed);
+// 48 slots 800–810 MiB/s with almost nothing read back, but 199–200 MiB.
 const MAX_KEPT_SLOTS = 24;
 const slots = new AlignedBuffers(SLOT_BYTES, 8, MAX_KEPT_SLOTS);
 
-/** Bytes that are on disk at `position` and still in memory until `release()`. */
-export interface LandedBytes {
-  position: number;
-  bytes: Buffer;
-  release(): void;
+export type { LandedBytes };
+
+/** Who takes written slots kept in memory, and how far ahead of its hash a file position lies. */
+export interface Keeper {
+  distanceTo(position: number): number;
+  take(bytes: LandedBytes): void;
 }
 
 /**
@@ -46,12 +48,12 @@ export class StagedFile {
   }
 
   /**
-   * A writer of consecutive bytes from `position` on, through aligned slots. With `keep`, written slots
-   * stay in memory while the budget allows, each handed to `keep` as soon as it is written (whoever takes
-   * one must release it). `beforeWrite` runs before each slot is written; if it throws, nothing more is.
+   * A writer of consecutive bytes from `position` on, through aligned slots. With a `keeper`, written
+   * slots stay in memory as the budget allows, each handed to the keeper as soon as it is written (it
+   * must release them). `beforeWrite` runs before each slot is written; if it throws, nothing more is.
    */
-  writerAt(position: number, keep?: (bytes: LandedBytes) => void, beforeWrite?: () => Promise<void>): SlotWriter {
-    return new SlotWriter(this, position, keep, beforeWrite);
+  writerAt(position: number, keeper?: Keeper, beforeWrite?: () => Promise<void>): SlotWriter {
+    return new SlotWriter(this, position, keeper, beforeWrite);
   }
 
   /** Writes `bytes` (a slot, or part of one) at `position`, whole blocks directly and the rest buffered. */
@@ -91,7 +93,7 @@ export class SlotWriter {
   constructor(
     private readonly file: StagedFile,
     private position: number,
-    private readonly keep?: (bytes: LandedBytes) => void,
+    private readonly keeper?: Keeper,
     private readonly beforeWrite?: () => Promise<void>,
   ) {}
 
@@ -134,14 +136,10 @@ export class SlotWriter {
       slots.give(slot);
       throw error;
     }
-    if (!this.keep || !slots.tryKeep()) return slots.give(slot);
-    let released = false;
-    const release = () => {
-      // once only: a slot given back twice would be handed to two writers
-      if (!released) slots.giveKept(slot);
-      released = true;
-    };
-    this.keep({ position, bytes, release });
+    const keeper = this.keeper;
+    const kept = keeper ? slots.keep(slot, bytes, position, () => keeper.distanceTo(position)) : null;
+    if (kept) keeper!.take(kept);
+    else slots.give(slot);
   }
 }
 

@@ -13,6 +13,7 @@ export interface HashedTempFile {
 /** What hashes a file as it is written (PrefixHashers): from bytes still in memory, else from the file. */
 export interface FileHasher {
   advance(key: string, filePath: string, writtenBytes: number, landed: LandedBytes[]): void;
+  distanceTo(key: string, position: number): number;
   /** The hex SHA-1 of the first `size` bytes, once they are flushed to disk. */
   finish(key: string, filePath: string, size: number): Promise<string>;
   drop(key: string): void;
@@ -41,7 +42,10 @@ export class TempFiles {
     const filePath = path.join(this.dir, id);
     const key = `temp:${id}`;
     const file = await StagedFile.open(filePath, true);
-    const writer = file.writerAt(0, (landed) => this.hasher.advance(key, filePath, landed.position + landed.bytes.length, [landed]));
+    const writer = file.writerAt(0, {
+      distanceTo: (position) => this.hasher.distanceTo(key, position),
+      take: (landed) => this.hasher.advance(key, filePath, landed.position + landed.bytes.length, [landed]),
+    });
     let size = 0;
     try {
       for await (const piece of source as AsyncIterable<Buffer>) {

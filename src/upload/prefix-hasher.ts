@@ -1,6 +1,6 @@
 import { Thread } from '../thread.js';
 import { HASH_THREAD_SOURCE } from './hash-thread.js';
-import type { LandedBytes } from '../storage/staged-file.js';
+import type { LandedBytes } from '../storage/aligned-buffers.js';
 
 /** An upload that stopped advancing here (its chunks went to another API node) lets its kept bytes go. */
 const KEPT_BYTES_MAX_AGE_MS = 60_000;
@@ -47,6 +47,11 @@ export class PrefixHashers {
     this.releaseAbandoned(progress.touchedAt);
   }
 
+  /** How far `position` lies ahead of what is already given to the hash (memory keeps the nearest bytes). */
+  distanceTo(uploadId: string, position: number): number {
+    return position - (this.uploads.get(uploadId)?.scheduled ?? 0);
+  }
+
   /** Hashes the rest of a complete file of `size` bytes, flushes it to disk, and returns the hex SHA-1. */
   async finish(uploadId: string, filePath: string, size: number, reads: FileReads = 'direct'): Promise<string> {
     this.hashUpTo(uploadId, filePath, this.progressOf(uploadId, reads), size);
@@ -73,12 +78,14 @@ export class PrefixHashers {
       const kept = progress.ahead.get(progress.scheduled);
       if (kept && kept.position + kept.bytes.length <= target) {
         progress.ahead.delete(kept.position);
+        // evicted bytes (another slot needed the memory sooner) are read back like any others
+        if (!kept.pin()) continue;
         progress.scheduled += kept.bytes.length;
         const { buffer: memory, byteOffset: offset, length } = kept.bytes;
         this.thread
           .request({ op: 'bytes', uploadId, memory, offset, length, position: kept.position })
           .catch(() => undefined)
-          .finally(kept.release);
+          .finally(() => kept.release());
         continue;
       }
       let fileTo = target;

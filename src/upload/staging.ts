@@ -5,6 +5,13 @@ import type { Readable } from 'node:stream';
 import { AppError } from '../errors.js';
 import { StagedFile, type LandedBytes } from '../storage/staged-file.js';
 
+export interface ChunkWriteOptions {
+  expectedSha1?: string;
+  alreadyReceived?: boolean;
+  beforeWrite?: () => Promise<void>;
+  distanceTo: (position: number) => number;
+}
+
 /**
  * The one pre-sized file an upload's chunks are written into at their offsets (positional writes), so
  * no merge step ever rewrites the bytes. It lives beside the blobs, so completing is a rename.
@@ -42,7 +49,8 @@ export class UploadStaging {
    * stays unmarked, so the chunk is still missing). With `expectedSha1`, a mismatch → 422.
    * With `alreadyReceived`, the bytes are checked the same way but not written: a received chunk is never
    * overwritten (its bytes may already be hashed, and a garbled retry must not damage them).
-   * `beforeWrite` runs before each write (and may stop the chunk by throwing).
+   * `beforeWrite` runs before each write (and may stop the chunk by throwing). `distanceTo` tells how far
+   * a position lies ahead of the upload's hash: the memory budget keeps the bytes the hash needs soonest.
    * Returns the written bytes still in memory (as many as the budget keeps), for the caller to release.
    */
   async writeChunk(
@@ -50,7 +58,7 @@ export class UploadStaging {
     offset: number,
     length: number,
     source: Readable,
-    { expectedSha1, alreadyReceived = false, beforeWrite }: { expectedSha1?: string; alreadyReceived?: boolean; beforeWrite?: () => Promise<void> },
+    { expectedSha1, alreadyReceived = false, beforeWrite, distanceTo }: ChunkWriteOptions,
   ): Promise<LandedBytes[]> {
     const file = await StagedFile.open(this.pathOf(uploadId)).catch((error: NodeJS.ErrnoException) => {
       if (error.code === 'ENOENT') throw new AppError('not_found', 'The upload has no staged file any more.');
@@ -58,7 +66,7 @@ export class UploadStaging {
     });
     const hash = expectedSha1 ? createHash('sha1') : null;
     const landed: LandedBytes[] = [];
-    const writer = alreadyReceived ? null : file.writerAt(offset, (bytes) => landed.push(bytes), beforeWrite);
+    const writer = alreadyReceived ? null : file.writerAt(offset, { distanceTo, take: (bytes) => landed.push(bytes) }, beforeWrite);
     let received = 0;
     let excess = 0;
     try {

@@ -118,7 +118,12 @@ export class UploadService {
     const stillOurs = async () => {
       if (!(await claim.held())) throw new AppError('upload_state', `Another request took over chunk ${index}.`);
     };
-    const landed = await this.deps.staging.writeChunk(id, offset, length, body, { expectedSha1: chunkSha1, alreadyReceived: already, beforeWrite: stillOurs });
+    const landed = await this.deps.staging.writeChunk(id, offset, length, body, {
+      expectedSha1: chunkSha1,
+      alreadyReceived: already,
+      beforeWrite: stillOurs,
+      distanceTo: (position) => this.deps.hashers.distanceTo(id, position),
+    });
     if (already) return length;
     let contiguous: number;
     try {

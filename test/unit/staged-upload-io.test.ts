@@ -29,7 +29,7 @@ async function stagedFile(size: number): Promise<string> {
 async function writeInPieces(filePath: string, bytes: Buffer, position: number, keep = false): Promise<LandedBytes[]> {
   const file = await StagedFile.open(filePath);
   const landed: LandedBytes[] = [];
-  const writer = file.writerAt(position, keep ? (kept) => landed.push(kept) : undefined);
+  const writer = file.writerAt(position, keep ? { distanceTo: () => 0, take: (kept) => landed.push(kept) } : undefined);
   try {
     for (let at = 0; at < bytes.length; ) {
       const length = Math.min(bytes.length - at, 1 + Math.floor(Math.random() * 100_000));
@@ -87,7 +87,12 @@ describe('staged upload files', () => {
       received.add(index);
       let contiguous = 0;
       while (received.has(contiguous / chunk)) contiguous = Math.min(contiguous + chunk, content.length);
-      const counted = landed.map((bytes) => ({ ...bytes, release: () => (released.push(bytes.position), bytes.release()) }));
+      const counted = landed.map((bytes) => ({
+        position: bytes.position,
+        bytes: bytes.bytes,
+        pin: () => bytes.pin(),
+        release: () => (released.push(bytes.position), bytes.release()),
+      }));
       hashers.advance('upload', filePath, contiguous, counted);
     }
     // garble the file: a hash read back from it would be wrong, so the right one came from memory
