@@ -15,7 +15,7 @@ const READS_AHEAD = 3;
 const ALIGNMENT = 4096;
 const spareBuffers = [];
 const takeBuffer = () => spareBuffers.pop() ?? Buffer.from(new WebAssembly.Memory({ initial: READ_SIZE / 65536 }).buffer);
-// Bytes written through the page cache (tus uploads, filesystems without O_DIRECT) start going to disk
+// Bytes written through the page cache (unaligned pieces, filesystems without O_DIRECT) start going to disk
 // while the file fills, so completion's final fsync has little left. The flush runs beside the hashing,
 // never in its way: waiting for the disk there let the hash fall seconds behind on a slow disk.
 const SYNC_EVERY = 32 * 1024 * 1024;
@@ -50,7 +50,7 @@ function flushInBackground(state, filePath) {
 let directReads = true;
 
 function openForReading(filePath, direct) {
-  if (!direct || !directReads) return fsp.open(filePath, 'r');
+  if (!direct) return fsp.open(filePath, 'r');
   return fsp.open(filePath, fs.constants.O_RDONLY | fs.constants.O_DIRECT).catch((error) => {
     if (error.code !== 'EINVAL') throw error;
     directReads = false;
@@ -59,11 +59,12 @@ function openForReading(filePath, direct) {
 }
 
 /** Hashes the file up to \`to\`; where an O_DIRECT read is refused, carries on with buffered reads. */
-async function catchUp(state, filePath, to, final, direct) {
+async function catchUp(state, filePath, to, final) {
+  const direct = directReads;
   try {
-    await readAndHash(state, filePath, to, final, direct && directReads);
+    await readAndHash(state, filePath, to, final, direct);
   } catch (error) {
-    if (!direct || !directReads || error.code !== 'EINVAL') throw error;
+    if (!direct || error.code !== 'EINVAL') throw error;
     directReads = false;
     await readAndHash(state, filePath, to, final, false);
   }
@@ -115,8 +116,8 @@ async function readAndHash(state, filePath, to, final, direct) {
   }
 }
 
-async function finish(state, filePath, size, direct) {
-  await catchUp(state, filePath, size, true, direct);
+async function finish(state, filePath, size) {
+  await catchUp(state, filePath, size, true);
   await state.flushing;
   await datasync(filePath);
   return state.hash.digest('hex');
@@ -142,11 +143,11 @@ parentPort.on('message', (message) => {
   }
   if (message.op === 'file') {
     // a failed step leaves hash and offset consistent: the next step carries on from there
-    state.chain = state.chain.then(() => catchUp(state, message.filePath, message.to, false, message.direct)).catch(() => undefined);
+    state.chain = state.chain.then(() => catchUp(state, message.filePath, message.to, false)).catch(() => undefined);
     return;
   }
   state.chain = state.chain
-    .then(() => finish(state, message.filePath, message.to, message.direct))
+    .then(() => finish(state, message.filePath, message.to))
     .then((sha1) => reply(message, sha1), (error) => fail(message, error))
     .finally(() => states.delete(message.uploadId));
 });

@@ -5,16 +5,8 @@ import type { LandedBytes } from '../storage/aligned-buffers.js';
 /** An upload that stopped advancing here (its chunks went to another API node) lets its kept bytes go. */
 const KEPT_BYTES_MAX_AGE_MS = 60_000;
 
-/**
- * How the hash reads a file back: 'direct' (O_DIRECT) for files written that way, which are not in the
- * page cache; 'cached' for files written through the page cache (tus), where an O_DIRECT read would
- * first have to wait for the dirty pages to reach the disk.
- */
-export type FileReads = 'direct' | 'cached';
-
 /** Per upload: how far hashing has been asked to go, and written bytes kept in memory beyond that. */
 interface Progress {
-  reads: FileReads;
   scheduled: number;
   ahead: Map<number, LandedBytes>;
   touchedAt: number;
@@ -37,8 +29,8 @@ export class PrefixHashers {
    * Lets hashing run ahead up to `contiguousBytes` in the background. `landed` are bytes of the chunk
    * just received that are still in memory; they are released once hashed, or once they cannot be.
    */
-  advance(uploadId: string, filePath: string, contiguousBytes: number, landed: LandedBytes[] = [], reads: FileReads = 'direct'): void {
-    const progress = this.progressOf(uploadId, reads);
+  advance(uploadId: string, filePath: string, contiguousBytes: number, landed: LandedBytes[] = []): void {
+    const progress = this.progressOf(uploadId);
     for (const bytes of landed) {
       if (bytes.position < progress.scheduled || progress.ahead.has(bytes.position)) bytes.release();
       else progress.ahead.set(bytes.position, bytes);
@@ -53,10 +45,10 @@ export class PrefixHashers {
   }
 
   /** Hashes the rest of a complete file of `size` bytes, flushes it to disk, and returns the hex SHA-1. */
-  async finish(uploadId: string, filePath: string, size: number, reads: FileReads = 'direct'): Promise<string> {
-    this.hashUpTo(uploadId, filePath, this.progressOf(uploadId, reads), size);
+  async finish(uploadId: string, filePath: string, size: number): Promise<string> {
+    this.hashUpTo(uploadId, filePath, this.progressOf(uploadId), size);
     try {
-      return await this.thread.request<string>({ op: 'finish', uploadId, filePath, to: size, direct: reads === 'direct' });
+      return await this.thread.request<string>({ op: 'finish', uploadId, filePath, to: size });
     } finally {
       this.forget(uploadId);
     }
@@ -90,7 +82,7 @@ export class PrefixHashers {
       }
       let fileTo = target;
       for (const position of progress.ahead.keys()) if (position > progress.scheduled && position < fileTo) fileTo = position;
-      this.thread.post({ op: 'file', uploadId, filePath, to: fileTo, direct: progress.reads === 'direct' });
+      this.thread.post({ op: 'file', uploadId, filePath, to: fileTo });
       progress.scheduled = fileTo;
     }
     for (const [position, kept] of progress.ahead) {
@@ -100,10 +92,10 @@ export class PrefixHashers {
     }
   }
 
-  private progressOf(uploadId: string, reads: FileReads): Progress {
+  private progressOf(uploadId: string): Progress {
     let progress = this.uploads.get(uploadId);
     if (!progress) {
-      progress = { reads, scheduled: 0, ahead: new Map(), touchedAt: 0 };
+      progress = { scheduled: 0, ahead: new Map(), touchedAt: 0 };
       this.uploads.set(uploadId, progress);
     }
     progress.touchedAt = Date.now();

@@ -1,8 +1,7 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { FileStore } from '@tus/file-store';
 import { Server, type ServerOptions } from '@tus/server';
-import { EVENTS, type Locker, type Upload } from '@tus/utils';
+import type { Locker, Upload } from '@tus/utils';
 import type { Logger } from 'pino';
 import type { ServerRequest } from 'srvx';
 import { AppError } from '../errors.js';
@@ -10,6 +9,7 @@ import type { FileService } from '../files/file.service.js';
 import { nameProblem, normalizeFolder } from '../files/names.js';
 import type { TempFiles } from '../storage/temp-file.js';
 import type { PrefixHashers } from './prefix-hasher.js';
+import { TusFileStore } from './tus-file-store.js';
 
 /** Set by our HTTP layer after authentication (any client-sent value is overwritten). */
 export const USER_HEADER = 'x-filestore-user';
@@ -32,22 +32,25 @@ function refuse(status: number, code: string, message: string): { status_code: n
 }
 
 /**
- * @tus/server v2 with @tus/file-store under DATA_DIR/tus. Uploads carry their owner in metadata; a
- * finished upload is hashed (prefix-hashed as PATCHes land), checked against an optional `sha1`
+ * @tus/server v2 with @tus/file-store under DATA_DIR/tus (its writes ours: TusFileStore). Uploads carry
+ * their owner in metadata; a finished upload is hashed (as PATCHes land), checked against an optional `sha1`
  * metadata value, and linked through the same path as chunked uploads. The finished upload file is
  * hard-linked into the blob store, so it stays addressable (HEAD) until it expires.
  */
 export class TusEndpoint {
   readonly server: Server;
-  private readonly store: FileStore;
+  private readonly store: TusFileStore;
 
   constructor(private readonly deps: TusEndpointDeps) {
-    this.store = new FileStore({
-      directory: path.join(deps.dataDir, 'tus'),
-      expirationPeriodInMilliseconds: deps.ttlSeconds * 1000,
-    });
+    this.store = new TusFileStore(
+      { directory: path.join(deps.dataDir, 'tus'), expirationPeriodInMilliseconds: deps.ttlSeconds * 1000 },
+      {
+        distanceTo: (id, position) => deps.hashers.distanceTo(this.hashKey(id), position),
+        landed: (id, filePath, bytes) => deps.hashers.advance(this.hashKey(id), filePath, bytes.position + bytes.bytes.length, [bytes]),
+      },
+    );
     this.store.extensions.push('checksum');
-    const options: ServerOptions & { datastore: FileStore } = {
+    const options: ServerOptions & { datastore: TusFileStore } = {
       path: TUS_PATH,
       datastore: this.store,
       locker: deps.locker,
@@ -64,10 +67,6 @@ export class TusEndpoint {
       },
     };
     this.server = new Server(options);
-    this.server.on(EVENTS.POST_RECEIVE, (_req: ServerRequest, upload: Upload) => {
-      // @tus/file-store writes through the page cache: the hash reads it back from there
-      if (upload.storage?.path) this.deps.hashers.advance(this.hashKey(upload.id), upload.storage.path, upload.offset, [], 'cached');
-    });
   }
 
   /** The owner of upload `id`, or null when there is no such upload. */
@@ -106,7 +105,7 @@ export class TusEndpoint {
     const userId = this.userOf(req);
     const source = upload.storage!.path;
     const size = upload.size ?? upload.offset;
-    const sha1 = await this.deps.hashers.finish(this.hashKey(upload.id), source, size, 'cached');
+    const sha1 = await this.deps.hashers.finish(this.hashKey(upload.id), source, size);
     const declared = upload.metadata?.sha1;
     if (declared && declared !== sha1) {
       await this.store.remove(upload.id);

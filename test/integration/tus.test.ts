@@ -95,6 +95,8 @@ describe.each(profiles)('tus uploads (%s profile)', (profile) => {
     expect(await resumed.done).toBe(url);
     expect(patchOffsets[0]).toBe(String(kept));
     expect((await downloaded(alice, '/tus', 'resumed.bin'))!.equals(bytes)).toBe(true);
+    // hashed across the interruption: written bytes in memory, the rest read back from the file
+    expect(await listed(alice, '/tus')).toEqual([expect.objectContaining({ name: 'resumed.bin', sha1: sha1(bytes) })]);
   });
 
   it('refuses an upload whose bytes do not match its sha1 metadata and links nothing', async () => {
