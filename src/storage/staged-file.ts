@@ -44,7 +44,9 @@ export class StagedFile {
       if (error.code === 'EINVAL') return null;
       throw error;
     });
-    return new StagedFile(filePath, direct, direct ? null : Promise.resolve(await fsp.open(filePath, flags)));
+    if (direct) return new StagedFile(filePath, direct, null);
+    // a filesystem that refuses O_DIRECT may refuse it only after creating the file: no O_EXCL again
+    return new StagedFile(filePath, null, Promise.resolve(await fsp.open(filePath, flags & ~O_EXCL)));
   }
 
   /**
