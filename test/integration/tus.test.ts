@@ -63,6 +63,21 @@ describe.each(profiles)('tus uploads (%s profile)', (profile) => {
     expect((await downloaded(alice, '/tus', 'movie.bin'))!.equals(bytes)).toBe(true);
   });
 
+  it('creation-with-upload: the POST carries the first bytes, PATCHes the rest, and the file has the same bytes and SHA-1', async () => {
+    const alice = await newUser(app);
+    const bytes = randomBytes(2 * MiB + 5);
+    const methods: string[] = [];
+    const { done } = tusUpload(app, alice, bytes, {
+      uploadDataDuringCreation: true,
+      metadata: { filename: 'early.bin', folder: '/tus-early' },
+      onBeforeRequest: (req) => void methods.push(req.getMethod()),
+    });
+    await done;
+    expect(methods).toEqual(['POST', 'PATCH', 'PATCH']);
+    expect(await listed(alice, '/tus-early')).toEqual([expect.objectContaining({ name: 'early.bin', size: bytes.length, sha1: sha1(bytes) })]);
+    expect((await downloaded(alice, '/tus-early', 'early.bin'))!.equals(bytes)).toBe(true);
+  });
+
   it('resumes an aborted upload from its stored URL at the offset the server kept, and completes with the same bytes', async () => {
     const alice = await newUser(app);
     const bytes = randomBytes(5 * MiB + 99);
