@@ -6,6 +6,10 @@ import type { Readable } from 'node:stream';
 import { AppError } from '../errors.js';
 import type { ByteRange, LandingStore } from './blob-store.js';
 
+// Reads of a download: the stream's default 64 KiB served a 1 GiB blob from a cold cache at 500–780
+// MiB/s with 1.2–1.9 CPU s; 256 KiB at 1590–1770 MiB/s with 0.5 CPU s (1 MiB was no faster).
+const READ_BYTES = 256 * 1024;
+
 /**
  * Blobs as files under DATA_DIR/blobs/ab/cd/<sha1>.<random>; the location is that relative path. Each
  * adoption gets its own path, so deleting an old blob can never remove a newer copy of the same content.
@@ -29,7 +33,7 @@ export class LocalBlobStore implements LandingStore {
 
   async read(location: string, range?: ByteRange): Promise<Readable> {
     const handle = await this.open(location);
-    return handle.createReadStream(range ? { start: range.start, end: range.end } : {});
+    return handle.createReadStream({ ...(range && { start: range.start, end: range.end }), highWaterMark: READ_BYTES });
   }
 
   async readRanges(location: string, ranges: ByteRange[]): Promise<Buffer[]> {
