@@ -19,10 +19,11 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/package.json ./
 COPY web ./web
+COPY scripts/start-api.sh ./scripts/
 RUN mkdir -p /data && chown node:node /data
 USER node
 VOLUME ["/data"]
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s CMD node -e "fetch('http://127.0.0.1:8080/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-# the flags of package.json's "start" (node directly: npm would stand between the process and SIGTERM)
-CMD ["node", "--max-semi-space-size=2", "dist/src/main.js"]
+# the script execs node, which then gets SIGTERM itself (npm start would stand between them)
+CMD ["scripts/start-api.sh"]

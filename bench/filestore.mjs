@@ -7,7 +7,7 @@ import path from 'node:path';
 import tus from 'tus-js-client';
 import { summarize } from './cpu-profile-summary.mjs';
 import {
-  MiB, REPO_ROOT, apiNodeFlags, expectStatus, freePort, httpClient, onCleanup, percentile, sleep, startChild, stopChild, waitForPort,
+  API_START, MiB, REPO_ROOT, expectStatus, freePort, httpClient, onCleanup, percentile, sleep, startChild, stopChild, waitForPort,
 } from './lib.mjs';
 import { measured, withChildren } from './proc.mjs';
 import { CHUNK, INFLIGHT, INSTANT_RUNS, INSTANT_WARMUP, CPU_PROF, PASSWORD, log } from './settings.mjs';
@@ -26,8 +26,8 @@ export async function startFilestore(name, dataDir, extraEnv = {}) {
   const main = path.join(REPO_ROOT, 'dist', 'src', 'main.js');
   if (!fs.existsSync(main)) throw new Error(`${main} is missing: build first (npx tsc -p tsconfig.json, or make bench)`);
   const port = await freePort();
-  const env = cleanEnv({ FILESTORE_PROFILE: 'embedded', PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn', ...extraEnv });
-  const flags = apiNodeFlags();
+  const env = cleanEnv({ FILESTORE_PROFILE: 'embedded', PORT: String(port), HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn', NODE: process.execPath, ...extraEnv });
+  const flags = [];
   if (CPU_PROF) {
     profileDir ??= fs.mkdtempSync(path.join(os.tmpdir(), 'filestore-bench-profile-'));
     flags.push('--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=filestore-${name}.cpuprofile`);
@@ -35,8 +35,8 @@ export async function startFilestore(name, dataDir, extraEnv = {}) {
   // BENCH_SERVER_WRAP: a command the server runs under, for diagnostics, e.g.
   // "strace --seccomp-bpf -f -T -e trace=fdatasync,rename -o /tmp/fs.strace" (RSS/CPU then sample node, its child)
   const wrap = (process.env.BENCH_SERVER_WRAP ?? '').split(' ').filter(Boolean);
-  const command = wrap.length > 0 ? wrap[0] : process.execPath;
-  const args = [...wrap.slice(1), ...(wrap.length > 0 ? [process.execPath] : []), ...flags, main];
+  const command = wrap.length > 0 ? wrap[0] : API_START;
+  const args = [...wrap.slice(1), ...(wrap.length > 0 ? [API_START] : []), ...flags];
   const child = startChild(`filestore-${name}`, command, args, { cwd: REPO_ROOT, env });
   await waitForPort(port, child, 60000);
   const pid = wrap.length > 0 ? withChildren(child.pid).slice(1).pop() ?? child.pid : child.pid;

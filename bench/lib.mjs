@@ -12,11 +12,11 @@ import path from 'node:path';
 export const MiB = 1024 * 1024;
 export const REPO_ROOT = path.resolve(import.meta.dirname, '..');
 
-/** The node flags of `npm start` (package.json), so the bench runs the API server as users do. */
-export function apiNodeFlags() {
-  const { scripts } = JSON.parse(fs.readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8'));
-  return scripts.start.split(' ').filter((word) => word.startsWith('--'));
-}
+/**
+ * The API server as users start it: scripts/start-api.sh picks node's flags by profile. Its arguments
+ * are more node options; run it with NODE=process.execPath in its environment.
+ */
+export const API_START = path.join(REPO_ROOT, 'scripts', 'start-api.sh');
 
 // ------------------------------------------------------------------ cleanup registry
 

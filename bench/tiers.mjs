@@ -20,7 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { summarize } from './cpu-profile-summary.mjs';
 import {
-  apiNodeFlags, MiB, REPO_ROOT, expectStatus, fixed, freePort, hashFile, httpClient, loadLine, makeRandomFile, makeTempDir, mibps, onCleanup, run, sleep, startChild, stopChild, syncDisks, table, waitForPort, which,
+  API_START, MiB, REPO_ROOT, expectStatus, fixed, freePort, hashFile, httpClient, loadLine, makeRandomFile, makeTempDir, mibps, onCleanup, run, sleep, startChild, stopChild, syncDisks, table, waitForPort, which,
 } from './lib.mjs';
 import { busyShare, machineCpu, measured, rssKiB, sampleRss, threadCpu } from './proc.mjs';
 import {
@@ -157,8 +157,8 @@ export async function tiersBenchmark() {
     // ---- API alone: the upload lands on the local tier, its transfer job waits for a worker
     const apiPort = await freePort();
     log('starting the API (cluster profile); its migrations create the tables');
-    const apiArgs = [...apiNodeFlags(), ...(perfDir ? perfNodeFlags(perfDir, 'api') : []), path.join(REPO_ROOT, 'dist', 'src', 'main.js')];
-    api = startChild('filestore-api', process.execPath, apiArgs, { cwd: REPO_ROOT, env: env({ PORT: String(apiPort) }) });
+    const apiArgs = perfDir ? perfNodeFlags(perfDir, 'api') : [];
+    api = startChild('filestore-api', API_START, apiArgs, { cwd: REPO_ROOT, env: env({ PORT: String(apiPort), NODE: process.execPath }) });
     if (perfDir) onCleanup(() => fs.rmSync(`/tmp/perf-${api.pid}.map`, { force: true }));
     await waitForPort(apiPort, api, 60_000);
     client = httpClient(apiPort);

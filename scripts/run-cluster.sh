@@ -29,7 +29,7 @@ done
 # only this script, and each child gets exactly one SIGTERM from us. Reaching them directly
 # as well would hand them SIGINT and then SIGTERM, which can cut a graceful shutdown short.
 set -m
-node --max-semi-space-size=2 dist/src/main.js </dev/null &  # the flags of package.json "start"
+scripts/start-api.sh </dev/null &
 api=$!
 node dist/workers/main.js </dev/null &
 worker=$!
