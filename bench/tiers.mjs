@@ -20,7 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { summarize } from './cpu-profile-summary.mjs';
 import {
-  API_START, MiB, REPO_ROOT, expectStatus, fixed, freePort, hashFile, httpClient, loadLine, makeRandomFile, makeTempDir, mibps, onCleanup, run, sleep, startChild, stopChild, syncDisks, table, waitForPort, which,
+  API_START, MiB, REPO_ROOT, expectStatus, fixed, freePort, hashFile, httpClient, loadLine, makeRandomFile, makeTempDir, mibps, onCleanup, run, sleep, startChild, stopChild, syncDisks, table, touchFreeMemory, waitForPort, which,
 } from './lib.mjs';
 import { busyShare, machineCpu, measured, rssKiB, sampleRss, threadCpu } from './proc.mjs';
 import {
@@ -83,6 +83,7 @@ export async function tiersBenchmark() {
   console.log(`${loadStart} (at start)`);
   console.log(`file ${(SIZE / MiB).toFixed(0)} MiB random; S3 ${S3.endpoint} bucket ${S3.bucket}; database ${DATABASE}; Redis prefix ${prefix}; radosgw pid ${rgwStart}`);
 
+  touchFreeMemory(log);
   const kit = await s3Kit();
   // garbage of earlier deletes (anyone's) still occupies the OSD for 30-60 s: collect it, then check for room
   await collectRgwGarbage();

@@ -76,9 +76,7 @@ export async function uploadBenchmark() {
   header('filestore upload benchmark', [
     `file ${(SIZE / MiB).toFixed(0)} MiB random, 127.0.0.1; chunks ${CHUNK / MiB} MiB, ${INFLIGHT} in flight; stages ${[...STAGES].join(',')}`,
   ]);
-  const touchStart = performance.now();
-  const touched = touchFreeMemory();
-  log(`touched ${touched} GiB of free memory once (${((performance.now() - touchStart) / 1000).toFixed(1)} s), so page-cache writes run as on a warm server`);
+  touchFreeMemory(log);
   const tmp = await makeTempDir('filestore-bench-');
   const file = path.join(tmp, 'random.bin');
   log(`writing ${SIZE / MiB} MiB of random data to ${file}`);
