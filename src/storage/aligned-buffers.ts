@@ -23,6 +23,7 @@ export class AlignedBuffers {
   private readonly spare: Buffer[] = [];
   private readonly evictable = new Set<KeptSlot>();
   private kept = 0;
+  private roomWaiters: Array<() => void> = [];
 
   constructor(
     readonly slotBytes: number,
@@ -69,6 +70,25 @@ export class AlignedBuffers {
     return kept;
   }
 
+  /** Whether keep() would keep a slot lying `distance` ahead of its hash now. */
+  wouldKeep(distance: number): boolean {
+    if (this.kept < this.maxKept) return true;
+    for (const candidate of this.evictable) if (candidate.distance() > distance) return true;
+    return false;
+  }
+
+  /** Resolves once keep() would keep a slot `distance()` ahead, or after `ms`; returns the ms waited. */
+  async waitForRoom(distance: () => number, ms: number): Promise<number> {
+    const started = performance.now();
+    for (let left = ms; left > 0 && !this.wouldKeep(distance()); left = ms - (performance.now() - started)) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.roomWaiters.push(() => (clearTimeout(timer), resolve()));
+      });
+    }
+    return performance.now() - started;
+  }
+
   /** @internal KeptSlot's side of the budget. */
   pinned(kept: KeptSlot): void {
     this.evictable.delete(kept);
@@ -79,6 +99,9 @@ export class AlignedBuffers {
     this.evictable.delete(kept);
     this.kept -= 1;
     this.give(slot);
+    const waiters = this.roomWaiters;
+    this.roomWaiters = [];
+    for (const wake of waiters) wake();
   }
 }
 

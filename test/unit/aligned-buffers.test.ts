@@ -61,4 +61,20 @@ describe('the budget of written slots kept in memory for the hash', () => {
     const handedOut = new Set(Array.from({ length: 5 }, () => buffers.take()));
     expect(handedOut.size).toBe(5);
   });
+
+  it('lets a writer wait for room: not when there is some, else until a release or until its time is up', async () => {
+    const { buffers, keepAt } = budget(1);
+    expect(await buffers.waitForRoom(() => 5, 1_000)).toBeLessThan(50);
+
+    const held = keepAt(1, 1)!;
+    setTimeout(() => held.release(), 30);
+    const untilRelease = await buffers.waitForRoom(() => 5, 10_000);
+    expect(untilRelease).toBeGreaterThanOrEqual(20);
+    expect(untilRelease).toBeLessThan(5_000);
+
+    keepAt(1, 2);
+    const gaveUp = await buffers.waitForRoom(() => 5, 60);
+    expect(gaveUp).toBeGreaterThanOrEqual(50);
+    expect(gaveUp).toBeLessThan(1_000);
+  });
 });
