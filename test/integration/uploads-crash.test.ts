@@ -49,17 +49,38 @@ async function allocated(file: string): Promise<number> {
   return (await fsp.stat(file)).blocks * 512;
 }
 
-describe.each(profiles)('an upload survives kill -9 of the server (%s profile)', (profile: ProfileName) => {
-  const cleanups: Array<() => Promise<unknown>> = [];
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
-  });
+const cleanups: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
+});
 
+/** A fresh DATA_DIR and port, the server started on them (killed at the end), and a signed-up client. */
+async function crashableServer(profileEnv: Record<string, string>) {
+  const dataDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'filestore-crash-'));
+  cleanups.push(() => fsp.rm(dataDir, { recursive: true, force: true }));
+  const port = await freePort();
+  const env = { DATA_DIR: dataDir, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'silent', ...profileEnv };
+  let server = await startServer(env);
+  cleanups.push(async () => {
+    server.child.kill('SIGKILL');
+    await server.exited;
+  });
+  const client = new ApiClient(`http://127.0.0.1:${port}`);
+  await client.signUp();
+  return {
+    dataDir,
+    client,
+    async killAndRestart() {
+      server.child.kill('SIGKILL');
+      await server.exited;
+      server = await startServer(env);
+    },
+  };
+}
+
+describe.each(profiles)('an upload survives kill -9 of the server (%s profile)', (profile: ProfileName) => {
   it('reports the finished chunks received and the torn one missing after a restart, then completes with the exact bytes', { timeout: 180_000 }, async () => {
-    const dataDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'filestore-crash-'));
-    cleanups.push(() => fsp.rm(dataDir, { recursive: true, force: true }));
-    const port = await freePort();
-    const env: Record<string, string> = { FILESTORE_PROFILE: profile, DATA_DIR: dataDir, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'silent' };
+    const env: Record<string, string> = { FILESTORE_PROFILE: profile };
     if (profile === 'cluster') {
       const scratch = await createScratchDatabase();
       cleanups.push(scratch.drop);
@@ -69,14 +90,7 @@ describe.each(profiles)('an upload survives kill -9 of the server (%s profile)',
         REDIS_KEY_PREFIX: `filestore-crash:${randomBytes(4).toString('hex')}:`,
       });
     }
-
-    let server = await startServer(env);
-    cleanups.push(async () => {
-      server.child.kill('SIGKILL');
-      await server.exited;
-    });
-    const client = new ApiClient(`http://127.0.0.1:${port}`);
-    await client.signUp();
+    const { dataDir, client, killAndRestart } = await crashableServer(env);
     const chunkSize = 8 * MiB;
     const source = randomBytes(4 * chunkSize + 3 * MiB);
     const created = await client.post('/api/uploads', { name: 'survivor.bin', size: source.length, sha1: sha1(source), chunkSize });
@@ -100,11 +114,9 @@ describe.each(profiles)('an upload survives kill -9 of the server (%s profile)',
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     expect(await allocated(stagedFile)).toBeGreaterThan(before); // the server was writing chunk 2 when it died
-    server.child.kill('SIGKILL');
-    await server.exited;
+    await killAndRestart();
     expect(await tornOutcome).not.toMatch(/^answered/);
 
-    server = await startServer(env);
     const resumed = await client.get(`/api/uploads/${id}`);
     expect(resumed.status).toBe(200);
     expect(resumed.json).toMatchObject({ uploadId: id, state: 'receiving', chunkCount: 5, received: 3, missing: [2, 4] });
@@ -131,23 +143,8 @@ describe.each(profiles)('an upload survives kill -9 of the server (%s profile)',
 // and the file's size is the offset a client resumes from. (In the cluster, the dead server's tus lock
 // would hold a resumed request for its 30 s lease: the bytes' side is the same, so embedded only.)
 describe('a tus upload survives kill -9 of the server (embedded profile)', () => {
-  const cleanups: Array<() => Promise<unknown>> = [];
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
-  });
-
   it('resumes from the offset of the bytes written before the kill, and finishes with the exact bytes and SHA-1', { timeout: 120_000 }, async () => {
-    const dataDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'filestore-crash-tus-'));
-    cleanups.push(() => fsp.rm(dataDir, { recursive: true, force: true }));
-    const port = await freePort();
-    const env = { FILESTORE_PROFILE: 'embedded', DATA_DIR: dataDir, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'silent' };
-    let server = await startServer(env);
-    cleanups.push(async () => {
-      server.child.kill('SIGKILL');
-      await server.exited;
-    });
-    const client = new ApiClient(`http://127.0.0.1:${port}`);
-    await client.signUp();
+    const { dataDir, client, killAndRestart } = await crashableServer({ FILESTORE_PROFILE: 'embedded' });
     const tusHeaders = { 'tus-resumable': '1.0.0', authorization: `Bearer ${client.token}` };
     const source = randomBytes(5 * MiB + 123);
     const metadata = `filename ${Buffer.from('tus-survivor.bin').toString('base64')},folder ${Buffer.from('/').toString('base64')}`;
@@ -170,10 +167,8 @@ describe('a tus upload survives kill -9 of the server (embedded profile)', () =>
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     expect((await fsp.stat(stored)).size).toBe(3 * MiB);
-    server.child.kill('SIGKILL');
-    await server.exited;
+    await killAndRestart();
 
-    server = await startServer(env);
     const head = await fetch(url, { method: 'HEAD', headers: tusHeaders });
     expect(head.headers.get('upload-offset')).toBe(String(3 * MiB));
     const finished = await patch(3 * MiB, source.subarray(3 * MiB));
