@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { availableProfiles, useApp } from '../support/app.js';
 import { blobFiles, newUser, sha1 } from '../support/files.js';
-import { MiB, complete, putChunks, shuffled } from '../support/uploads.js';
+import { MiB, complete, putChunks, shuffled, uploadChunked } from '../support/uploads.js';
 
 const profiles = await availableProfiles('concurrent uploads');
 
@@ -52,3 +52,22 @@ describe.each(profiles)('concurrent chunked uploads of the same content (%s prof
     }
   });
 });
+
+// 4 uploads × 4 chunks of 4 MiB in flight want far more memory ahead of their hashes than the 24 MiB a
+// process keeps: slots are evicted for nearer ones, writers wait for room, the rest is read back.
+describe.each(profiles)('concurrent chunked uploads of different content (%s profile)', (profile) => {
+  const app = useApp(profile);
+
+  it('completes four 32 MiB uploads sent at once, in shuffled chunk order, each with its exact bytes and SHA-1', { timeout: 180_000 }, async () => {
+    const user = await newUser(app);
+    const sources = Array.from({ length: 4 }, () => randomBytes(32 * MiB + 4097));
+    const uploads = await Promise.all(sources.map((source, i) => uploadChunked(user, source, { name: `many-${i}.bin`, folder: '/many', chunkSize: 4 * MiB })));
+
+    for (const [i, { completed }] of uploads.entries()) {
+      expect(completed.status).toBe(201);
+      expect(completed.json.sha1).toBe(sha1(sources[i]!));
+      expect((await user.get(`/api/files/${completed.json.id}/content`)).bytes.equals(sources[i]!)).toBe(true);
+    }
+  });
+});
+
