@@ -55,12 +55,7 @@ export class AlignedBuffers {
    */
   keep(slot: Buffer, bytes: Buffer, position: number, distance: () => number): LandedBytes | null {
     if (this.kept >= this.maxKept) {
-      let farthest: KeptSlot | null = null;
-      let farthestDistance = distance();
-      for (const candidate of this.evictable) {
-        const candidateDistance = candidate.distance();
-        if (candidateDistance > farthestDistance) [farthest, farthestDistance] = [candidate, candidateDistance];
-      }
+      const farthest = this.farthestBeyond(distance());
       if (!farthest) return null;
       farthest.release();
     }
@@ -72,9 +67,7 @@ export class AlignedBuffers {
 
   /** Whether keep() would keep a slot lying `distance` ahead of its hash now. */
   wouldKeep(distance: number): boolean {
-    if (this.kept < this.maxKept) return true;
-    for (const candidate of this.evictable) if (candidate.distance() > distance) return true;
-    return false;
+    return this.kept < this.maxKept || this.farthestBeyond(distance) !== null;
   }
 
   /** Resolves once keep() would keep a slot `distance()` ahead, or after `ms`; returns the ms waited. */
@@ -87,6 +80,17 @@ export class AlignedBuffers {
       });
     }
     return performance.now() - started;
+  }
+
+  /** The evictable slot lying farthest ahead of its hash, if it lies farther than `distance`. */
+  private farthestBeyond(distance: number): KeptSlot | null {
+    let farthest: KeptSlot | null = null;
+    let farthestDistance = distance;
+    for (const candidate of this.evictable) {
+      const candidateDistance = candidate.distance();
+      if (candidateDistance > farthestDistance) [farthest, farthestDistance] = [candidate, candidateDistance];
+    }
+    return farthest;
   }
 
   /** @internal KeptSlot's side of the budget. */
