@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { StagedFile, type LandedBytes } from './staged-file.js';
+import { StagedFile, type Keeper } from './staged-file.js';
 
 export interface HashedTempFile {
   path: string;
@@ -12,8 +12,8 @@ export interface HashedTempFile {
 
 /** What hashes a file as it is written (PrefixHashers): from bytes still in memory, else from the file. */
 export interface FileHasher {
-  advance(key: string, filePath: string, writtenBytes: number, landed: LandedBytes[]): void;
-  distanceTo(key: string, position: number): number;
+  /** Takes the slots of `filePath`, written in order, as they land. */
+  inOrder(key: string, filePath: string): Keeper;
   /** The hex SHA-1 of the first `size` bytes, once they are flushed to disk. */
   finish(key: string, filePath: string, size: number): Promise<string>;
   drop(key: string): void;
@@ -42,10 +42,7 @@ export class TempFiles {
     const filePath = path.join(this.dir, id);
     const key = `temp:${id}`;
     const file = await StagedFile.open(filePath, true);
-    const writer = file.writerAt(0, {
-      distanceTo: (position) => this.hasher.distanceTo(key, position),
-      take: (landed) => this.hasher.advance(key, filePath, landed.position + landed.bytes.length, [landed]),
-    });
+    const writer = file.writerAt(0, this.hasher.inOrder(key, filePath));
     let size = 0;
     try {
       for await (const piece of source as AsyncIterable<Buffer>) {

@@ -1,6 +1,7 @@
 import { Thread } from '../thread.js';
 import { HASH_THREAD_SOURCE } from './hash-thread.js';
 import type { LandedBytes } from '../storage/aligned-buffers.js';
+import type { Keeper } from '../storage/staged-file.js';
 
 /** An upload that stopped advancing here (its chunks went to another API node) lets its kept bytes go. */
 const KEPT_BYTES_MAX_AGE_MS = 60_000;
@@ -42,6 +43,14 @@ export class PrefixHashers {
   /** How far `position` lies ahead of what is already given to the hash (memory keeps the nearest bytes). */
   distanceTo(uploadId: string, position: number): number {
     return position - (this.uploads.get(uploadId)?.scheduled ?? 0);
+  }
+
+  /** Takes written slots of a file written in order (a form upload, a tus PATCH): each is hashed as it lands. */
+  inOrder(uploadId: string, filePath: string): Keeper {
+    return {
+      distanceTo: (position) => this.distanceTo(uploadId, position),
+      take: (bytes) => this.advance(uploadId, filePath, bytes.position + bytes.bytes.length, [bytes]),
+    };
   }
 
   /** Hashes the rest of a complete file of `size` bytes, flushes it to disk, and returns the hex SHA-1. */

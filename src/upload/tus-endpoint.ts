@@ -44,10 +44,7 @@ export class TusEndpoint {
   constructor(private readonly deps: TusEndpointDeps) {
     this.store = new TusFileStore(
       { directory: path.join(deps.dataDir, 'tus'), expirationPeriodInMilliseconds: deps.ttlSeconds * 1000 },
-      {
-        distanceTo: (id, position) => deps.hashers.distanceTo(this.hashKey(id), position),
-        landed: (id, filePath, bytes) => deps.hashers.advance(this.hashKey(id), filePath, bytes.position + bytes.bytes.length, [bytes]),
-      },
+      (id, filePath) => deps.hashers.inOrder(this.hashKey(id), filePath),
     );
     this.store.extensions.push('checksum');
     const options: ServerOptions & { datastore: TusFileStore } = {

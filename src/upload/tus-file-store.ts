@@ -2,13 +2,10 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { FileStore } from '@tus/file-store';
 import { ERRORS } from '@tus/utils';
-import { StagedFile, type LandedBytes } from '../storage/staged-file.js';
+import { StagedFile, type Keeper } from '../storage/staged-file.js';
 
-/** Where a tus upload's written bytes go to be hashed, in file order (PrefixHashers). */
-export interface TusHashing {
-  distanceTo(uploadId: string, position: number): number;
-  landed(uploadId: string, filePath: string, bytes: LandedBytes): void;
-}
+/** Where a tus upload's written slots go to be hashed, in file order (PrefixHashers.inOrder). */
+export type TusHashing = (uploadId: string, filePath: string) => Keeper;
 
 const TUS_ID = /^[0-9a-f]{32}$/;
 
@@ -31,10 +28,7 @@ export class TusFileStore extends FileStore {
     if (!TUS_ID.test(uploadId)) throw ERRORS.FILE_NOT_FOUND;
     const filePath = path.join(this.directory, uploadId);
     const file = await StagedFile.open(filePath);
-    const writer = file.writerAt(offset, {
-      distanceTo: (position) => this.hashing.distanceTo(uploadId, position),
-      take: (bytes) => this.hashing.landed(uploadId, filePath, bytes),
-    });
+    const writer = file.writerAt(offset, this.hashing(uploadId, filePath));
     let received = 0;
     try {
       // an aborted PATCH ends the stream early: what did arrive is written, and the offset says so
