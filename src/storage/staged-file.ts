@@ -1,23 +1,22 @@
-import fs from 'node:fs';
 import fsp from 'node:fs/promises';
-import { AlignedBuffers, DIRECT_IO_ALIGNMENT, type LandedBytes } from './aligned-buffers.js';
+import { SharedSlots, type LandedBytes } from './shared-slots.js';
 
 const SLOT_BYTES = 1024 * 1024;
 // Up to MAX_KEPT_SLOTS stay in memory after their write, so the hash reads them there (see
-// PrefixHashers), not back from the disk; with the budget full, the slots the hash needs soonest stay
-// (AlignedBuffers.keep). Four chunks of 8 MiB in flight move in near lockstep, so up to 32 MiB wait
-// ahead of the hash; the rest is read back, and those reads compete with the writes for the disk.
-// Measured on a 1 GiB upload (server started as `npm start` does, young generation 2 MiB): 12 slots
-// 600–700 MiB/s, complete 40–190 ms; 24 slots 680–760 MiB/s, peak RSS 170–179 MiB (200 MB allowed);
-// 48 slots 800–810 MiB/s with almost nothing read back, but 199–200 MiB.
+// PrefixHashers) instead of reading them back from the file; with the budget full, the slots the hash
+// needs soonest stay (SharedSlots.keep). Four chunks of 8 MiB in flight move in near lockstep, so up to
+// 32 MiB wait ahead of the hash. Measured on a 1 GiB upload (server started as `npm start` does, young
+// generation 2 MiB), when the chunks were written with O_DIRECT and read back from the disk: 12 slots
+// 600–700 MiB/s; 24 slots 680–760 MiB/s, peak RSS 170–179 MiB (200 MB allowed); 48 slots 800–810 MiB/s
+// but 199–200 MiB. Through the page cache, on a slower day (alternating): 12 slots 208–260, 24 slots
+// 265–272 MiB/s (a quarter as much read back), both without the wait below.
 const MAX_KEPT_SLOTS = 24;
-const slots = new AlignedBuffers(SLOT_BYTES, 8, MAX_KEPT_SLOTS);
+const slots = new SharedSlots(SLOT_BYTES, 8, MAX_KEPT_SLOTS);
 // A writer whose next slot the budget would not keep waits, for at most this long in all, for the hash
-// to make room: four chunks sent in lockstep want ~32 MiB ahead of the hash, and slots written unkept
-// were read back from the disk slower than the upload arrived, so the hash fell behind and stayed there
-// (up to 85% of 1 GiB read back). Bounded, so a writer behind a busy budget is delayed, never stalled.
-// Measured (1 GiB, alternating): no wait 637–742 MiB/s, complete 14–217 ms; 20 ms 684–796; 50 ms 615–776,
-// complete 13–51 ms.
+// to make room: four chunks sent in lockstep want ~32 MiB ahead of the hash, and what is read back costs
+// the hash time, so it falls behind and stays there. Bounded, so a writer behind a busy budget is
+// delayed, never stalled. Measured (1 GiB, alternating; O_DIRECT): no wait 637–742 MiB/s, 50 ms 615–776
+// with complete 13–51 ms instead of 14–217; through the page cache: no wait 265–272, 50 ms 301–315.
 const MAX_WAIT_FOR_ROOM_MS = 50;
 
 export type { LandedBytes };
@@ -29,35 +28,23 @@ export interface Keeper {
 }
 
 /**
- * A staged upload file opened for positional writes. Where the filesystem takes O_DIRECT, the bytes go
- * from our buffer to the disk without being copied into the page cache: that copy was the largest single
- * cost of a chunked upload (over a third of the server's CPU), and the page cache gained nothing from
- * it, since completion flushes the file anyway. A buffered handle takes what O_DIRECT cannot: positions
- * or lengths that are not whole blocks (the file's tail, odd chunk sizes), or everything where the
- * filesystem refuses O_DIRECT (tmpfs on older kernels).
+ * A staged upload file opened for positional writes through the page cache; the hashing thread flushes it
+ * while it fills, and completion flushes the rest (PrefixHashers). Until 2026-11-26 the slots went with
+ * O_DIRECT straight to the disk, which saved the page-cache copy but tied every upload to the disk's write
+ * speed, four 1 MiB writes deep: when this VM's disk ran at 300–450 MB/s, a 1 GiB upload took 146–212
+ * MiB/s end to end with the CPU 40% idle, against 251–313 through the page cache in alternating runs
+ * (CPU s per GiB the same in both). nginx and @tus/file-store write through the page cache too.
  */
 export class StagedFile {
-  private constructor(
-    private readonly filePath: string,
-    private readonly direct: fsp.FileHandle | null,
-    private buffered: Promise<fsp.FileHandle> | null,
-  ) {}
+  private constructor(private readonly handle: fsp.FileHandle) {}
 
   /** Opens an existing staged file (rejects with ENOENT when it is gone), or with `create` a new one. */
   static async open(filePath: string, create = false): Promise<StagedFile> {
-    const { O_RDWR, O_CREAT, O_EXCL, O_DIRECT } = fs.constants;
-    const flags = O_RDWR | (create ? O_CREAT | O_EXCL : 0);
-    const direct = await fsp.open(filePath, flags | O_DIRECT).catch((error: NodeJS.ErrnoException) => {
-      if (error.code === 'EINVAL') return null;
-      throw error;
-    });
-    if (direct) return new StagedFile(filePath, direct, null);
-    // a filesystem that refuses O_DIRECT may refuse it only after creating the file: no O_EXCL again
-    return new StagedFile(filePath, null, Promise.resolve(await fsp.open(filePath, flags & ~O_EXCL)));
+    return new StagedFile(await fsp.open(filePath, create ? 'wx+' : 'r+'));
   }
 
   /**
-   * A writer of consecutive bytes from `position` on, through aligned slots. With a `keeper`, written
+   * A writer of consecutive bytes from `position` on, through shared slots. With a `keeper`, written
    * slots stay in memory as the budget allows, each handed to the keeper as soon as it is written (it
    * must release them). `beforeWrite` runs before each slot is written; if it throws, nothing more is.
    */
@@ -65,32 +52,20 @@ export class StagedFile {
     return new SlotWriter(this, position, keeper, beforeWrite);
   }
 
-  /** Writes `bytes` (a slot, or part of one) at `position`, whole blocks directly and the rest buffered. */
+  /** Writes all of `bytes` at `position` (a short write, as on a full disk, is retried from where it stopped). */
   async write(bytes: Buffer, position: number): Promise<void> {
-    let directBytes = this.direct && position % DIRECT_IO_ALIGNMENT === 0 ? bytes.length - (bytes.length % DIRECT_IO_ALIGNMENT) : 0;
-    if (directBytes > 0) {
-      await writeFully(this.direct!, bytes.subarray(0, directBytes), position).catch((error: NodeJS.ErrnoException) => {
-        // a device that asks more alignment than DIRECT_IO_ALIGNMENT: these bytes go buffered
-        if (error.code !== 'EINVAL') throw error;
-        directBytes = 0;
-      });
+    for (let done = 0; done < bytes.length; ) {
+      done += (await this.handle.write(bytes, done, bytes.length - done, position + done)).bytesWritten;
     }
-    if (directBytes < bytes.length) await writeFully(await this.bufferedHandle(), bytes.subarray(directBytes), position + directBytes);
   }
 
-  async close(): Promise<void> {
-    await this.direct?.close();
-    if (this.buffered) await (await this.buffered).close();
-  }
-
-  private bufferedHandle(): Promise<fsp.FileHandle> {
-    this.buffered ??= fsp.open(this.filePath, 'r+');
-    return this.buffered;
+  close(): Promise<void> {
+    return this.handle.close();
   }
 }
 
 /**
- * Gathers a request's pieces into an aligned slot and writes each full slot at its position before
+ * Gathers a request's pieces into a slot and writes each full slot at its position before
  * filling the next; the socket's buffer holds what arrives meanwhile (a second slot per request, filling
  * during the write, cost 8 MiB of peak RSS for no clear gain in our runs). One write per ~46 KiB piece
  * cost a fifth of the event loop in thread-pool round trips; a write stream per chunk hung on Node 20.
@@ -151,12 +126,5 @@ export class SlotWriter {
     const kept = keeper ? slots.keep(slot, bytes, position, () => keeper.distanceTo(position)) : null;
     if (kept) keeper!.take(kept);
     else slots.give(slot);
-  }
-}
-
-async function writeFully(handle: fsp.FileHandle, bytes: Buffer, position: number): Promise<void> {
-  // a short write is rare on regular files (a full disk); the rest is retried from where it stopped
-  for (let done = 0; done < bytes.length; ) {
-    done += (await handle.write(bytes, done, bytes.length - done, position + done)).bytesWritten;
   }
 }

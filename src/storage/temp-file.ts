@@ -31,10 +31,10 @@ export class TempFiles {
   }
 
   /**
-   * Streams `source` to a new temp file (O_DIRECT where possible, with backpressure) and returns its
-   * SHA-1 and size, flushed so a blob made from it survives a crash. The bytes arrive in order, so each
-   * written slot goes to the hashing thread at once, from memory: hashing on the event loop, through
-   * the page cache, had held a 1 GiB curl -F upload to about 350 MiB/s. Removes the file on failure.
+   * Streams `source` to a new temp file (with backpressure) and returns its SHA-1 and size, flushed so
+   * a blob made from it survives a crash. The bytes arrive in order, so each written slot goes to the
+   * hashing thread at once, from memory: hashing on the event loop had held a 1 GiB curl -F upload to
+   * about 350 MiB/s. Removes the file on failure.
    */
   async write(source: Readable, onBytes?: (count: number) => void): Promise<HashedTempFile> {
     await fsp.mkdir(this.dir, { recursive: true });

@@ -2,22 +2,17 @@
 export const HASH_THREAD_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const { createHash } = require('node:crypto');
-const fs = require('node:fs');
 const fsp = require('node:fs/promises');
 
-// Reads bypass the page cache (O_DIRECT) where the filesystem allows: the chunks were written that
-// way, so a buffered read would first fill fresh page-cache pages and then copy out of them, which cost
-// half of the server's CPU during an upload. O_DIRECT needs page-aligned memory, which WebAssembly
-// memory is. Read buffers are reused, never allocated per step (a fresh buffer per step made glibc keep
-// tens of MiB of freed buffers in this thread's arena); the spare list holds as many as ever ran at once.
+// Read buffers are reused, never allocated per step (a fresh buffer per step made glibc keep tens of MiB
+// of freed buffers in this thread's arena); the spare list holds as many as ever ran at once.
 const READ_SIZE = 1024 * 1024;
 const READS_AHEAD = 3;
-const ALIGNMENT = 4096;
 const spareBuffers = [];
-const takeBuffer = () => spareBuffers.pop() ?? Buffer.from(new WebAssembly.Memory({ initial: READ_SIZE / 65536 }).buffer);
-// Bytes written through the page cache (unaligned pieces, filesystems without O_DIRECT) start going to disk
-// while the file fills, so completion's final fsync has little left. The flush runs beside the hashing,
-// never in its way: waiting for the disk there let the hash fall seconds behind on a slow disk.
+const takeBuffer = () => spareBuffers.pop() ?? Buffer.allocUnsafeSlow(READ_SIZE);
+// Staged files are written through the page cache; each starts going to disk while it fills, so
+// completion's final fsync has little left. The flush runs beside the hashing, never in its way:
+// waiting for the disk there let the hash fall seconds behind on a slow disk.
 const SYNC_EVERY = 32 * 1024 * 1024;
 const states = new Map();
 
@@ -46,49 +41,22 @@ function flushInBackground(state, filePath) {
   state.flushing = datasync(filePath).catch(() => undefined).finally(() => { state.flushing = null; });
 }
 
-// Cleared for good when the filesystem refuses O_DIRECT, or asks more alignment than ALIGNMENT
-let directReads = true;
-
-function openForReading(filePath, direct) {
-  if (!direct) return fsp.open(filePath, 'r');
-  return fsp.open(filePath, fs.constants.O_RDONLY | fs.constants.O_DIRECT).catch((error) => {
-    if (error.code !== 'EINVAL') throw error;
-    directReads = false;
-    return fsp.open(filePath, 'r');
-  });
-}
-
-/** Hashes the file up to \`to\`; where an O_DIRECT read is refused, carries on with buffered reads. */
-async function catchUp(state, filePath, to, final) {
-  const direct = directReads;
-  try {
-    await readAndHash(state, filePath, to, final, direct);
-  } catch (error) {
-    if (!direct || error.code !== 'EINVAL') throw error;
-    directReads = false;
-    await readAndHash(state, filePath, to, final, false);
-  }
-}
-
 /**
- * Hashes the file up to \`to\`, with READS_AHEAD reads in flight so the disk never waits for the hash nor
- * the hash for the disk (one read at a time left the hash a second behind the upload). Steps stay whole
- * blocks (O_DIRECT reads only those) until the final one, which reads whole blocks past the end of the
- * file and hashes only what is the file's.
+ * Hashes the file up to \`to\`, with READS_AHEAD reads in flight so the reads never wait for the hash nor
+ * the hash for the reads (one read at a time left the hash a second behind the upload).
  */
-async function readAndHash(state, filePath, to, final, direct) {
+async function catchUp(state, filePath, to) {
   if (state.hashed >= to) return;
-  const handle = await openForReading(filePath, direct);
+  const handle = await fsp.open(filePath, 'r');
   const reads = [];
   let readTo = state.hashed;
   const readNext = () => {
-    let step = Math.min(READ_SIZE, to - readTo);
-    if (!final) step -= step % ALIGNMENT;
+    const step = Math.min(READ_SIZE, to - readTo);
     if (step <= 0) return false;
     const buffer = takeBuffer();
     const position = readTo;
     readTo += step;
-    const read = handle.read(buffer, 0, Math.ceil(step / ALIGNMENT) * ALIGNMENT, position).then(({ bytesRead }) => ({ buffer, bytes: Math.min(bytesRead, step), step }));
+    const read = handle.read(buffer, 0, step, position).then(({ bytesRead }) => ({ buffer, bytes: bytesRead, step }));
     reads.push({ buffer, read });
     read.catch(() => undefined);
     return true;
@@ -117,7 +85,7 @@ async function readAndHash(state, filePath, to, final, direct) {
 }
 
 async function finish(state, filePath, size) {
-  await catchUp(state, filePath, size, true);
+  await catchUp(state, filePath, size);
   await state.flushing;
   await datasync(filePath);
   return state.hash.digest('hex');
@@ -132,6 +100,7 @@ function hashBytes(state, message) {
   state.hash.update(Buffer.from(message.memory, message.offset, message.length));
   state.hashed += message.length;
   state.sinceSync += message.length;
+  if (state.sinceSync >= SYNC_EVERY) flushInBackground(state, message.filePath);
 }
 
 parentPort.on('message', (message) => {
@@ -143,7 +112,7 @@ parentPort.on('message', (message) => {
   }
   if (message.op === 'file') {
     // a failed step leaves hash and offset consistent: the next step carries on from there
-    state.chain = state.chain.then(() => catchUp(state, message.filePath, message.to, false)).catch(() => undefined);
+    state.chain = state.chain.then(() => catchUp(state, message.filePath, message.to)).catch(() => undefined);
     return;
   }
   state.chain = state.chain

@@ -1,6 +1,6 @@
 import { Thread } from '../thread.js';
 import { HASH_THREAD_SOURCE } from './hash-thread.js';
-import type { LandedBytes } from '../storage/aligned-buffers.js';
+import type { LandedBytes } from '../storage/shared-slots.js';
 import type { Keeper } from '../storage/staged-file.js';
 
 /** An upload that stopped advancing here (its chunks went to another API node) lets its kept bytes go. */
@@ -84,7 +84,7 @@ export class PrefixHashers {
         progress.scheduled += kept.bytes.length;
         const { buffer: memory, byteOffset: offset, length } = kept.bytes;
         this.thread
-          .request({ op: 'bytes', uploadId, memory, offset, length, position: kept.position })
+          .request({ op: 'bytes', uploadId, filePath, memory, offset, length, position: kept.position })
           .catch(() => undefined)
           .finally(() => kept.release());
         continue;

@@ -10,9 +10,9 @@ export type TusHashing = (uploadId: string, filePath: string) => Keeper;
 const TUS_ID = /^[0-9a-f]{32}$/;
 
 /**
- * @tus/file-store with its PATCH bodies written the way chunked uploads are (StagedFile): O_DIRECT
- * slots, each handed to the hash as it lands. The file store's own writes went through the page cache,
- * which the hash then read back; a tus upload ran at about two thirds of the bare @tus/server's speed.
+ * @tus/file-store with its PATCH bodies written the way chunked uploads are (StagedFile): 1 MiB slots,
+ * each handed to the hash as it lands, from memory. With the file store's own write stream, the hash
+ * read every byte back from the file; a tus upload ran at about two thirds of the bare @tus/server's speed.
  * The file still grows with each write, so its size stays the upload's offset, as the file store
  * reads it; creation, metadata and expiry stay the file store's.
  */

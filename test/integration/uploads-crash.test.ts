@@ -139,7 +139,7 @@ describe.each(profiles)('an upload survives kill -9 of the server (%s profile)',
   });
 });
 
-// The tus file store writes PATCH bodies in 1 MiB O_DIRECT slots: what a killed server had written stays,
+// The tus file store writes PATCH bodies in 1 MiB slots: what a killed server had written stays,
 // and the file's size is the offset a client resumes from. (In the cluster, the dead server's tus lock
 // would hold a resumed request for its 30 s lease: the bytes' side is the same, so embedded only.)
 describe('a tus upload survives kill -9 of the server (embedded profile)', () => {

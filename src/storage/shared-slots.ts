@@ -1,9 +1,4 @@
-/** What O_DIRECT asks of a write's memory address, file position and length (a page covers every device). */
-export const DIRECT_IO_ALIGNMENT = 4096;
-
-const WASM_PAGE = 64 * 1024;
-
-/** Bytes that are on disk at `position` and, until released or evicted, still in memory. */
+/** Bytes written to a file at `position` and, until released or evicted, still in memory. */
 export interface LandedBytes {
   readonly position: number;
   readonly bytes: Buffer;
@@ -13,13 +8,11 @@ export interface LandedBytes {
 }
 
 /**
- * Reusable buffers of `slotBytes` at page-aligned addresses, for O_DIRECT writes: Node's own Buffers are
- * only 16-byte aligned, but WebAssembly memory is page-aligned, so slots are carved from slabs of it. The
- * memory is shared (a SharedArrayBuffer), so a worker thread can read a slot without a copy. A slot goes
- * back to the spare list once its write has landed, or once it is no longer kept; the set grows to the
- * most ever used at once and is never freed.
+ * Reusable buffers of `slotBytes` carved from slabs of shared memory (SharedArrayBuffer), so the hashing
+ * thread reads a written slot without a copy. A slot goes back to the spare list once its write has
+ * landed, or once it is no longer kept; the set grows to the most ever used at once and is never freed.
  */
-export class AlignedBuffers {
+export class SharedSlots {
   private readonly spare: Buffer[] = [];
   private readonly evictable = new Set<KeptSlot>();
   private kept = 0;
@@ -29,15 +22,12 @@ export class AlignedBuffers {
     readonly slotBytes: number,
     private readonly slotsPerSlab: number,
     private readonly maxKept: number,
-  ) {
-    if (slotBytes % WASM_PAGE !== 0) throw new Error(`slotBytes must be a multiple of ${WASM_PAGE}`);
-  }
+  ) {}
 
   take(): Buffer {
     const slot = this.spare.pop();
     if (slot) return slot;
-    const pages = (this.slotBytes * this.slotsPerSlab) / WASM_PAGE;
-    const slab = Buffer.from(new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true }).buffer);
+    const slab = Buffer.from(new SharedArrayBuffer(this.slotBytes * this.slotsPerSlab));
     for (let at = this.slotBytes; at < slab.length; at += this.slotBytes) this.spare.push(slab.subarray(at, at + this.slotBytes));
     return slab.subarray(0, this.slotBytes);
   }
@@ -51,7 +41,8 @@ export class AlignedBuffers {
    * ahead of its hash the slot lies, now. With the budget full, the kept slot that lies farthest ahead
    * is evicted for one that lies nearer; else the slot is not kept (null) and stays the caller's. Keeping
    * the first ones that came let slots far ahead fill the budget while the hash's own next bytes went to
-   * be read back from the disk: the hash fell behind and stayed there (up to 80% of 1 GiB read back).
+   * be read back from the file (then from the disk: it was written with O_DIRECT); the hash fell behind
+   * and stayed there (up to 80% of 1 GiB read back).
    */
   keep(slot: Buffer, bytes: Buffer, position: number, distance: () => number): LandedBytes | null {
     if (this.kept >= this.maxKept) {
@@ -113,7 +104,7 @@ class KeptSlot implements LandedBytes {
   private state: 'evictable' | 'pinned' | 'gone' = 'evictable';
 
   constructor(
-    private readonly owner: AlignedBuffers,
+    private readonly owner: SharedSlots,
     private readonly slot: Buffer,
     readonly bytes: Buffer,
     readonly position: number,

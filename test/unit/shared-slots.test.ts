@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { AlignedBuffers } from '../../src/storage/aligned-buffers.js';
+import { SharedSlots } from '../../src/storage/shared-slots.js';
 
 const SLOT = 64 * 1024;
 
 /** A budget of `maxKept` slots, and a helper that writes a marker into a fresh slot and asks to keep it. */
 function budget(maxKept: number) {
-  const buffers = new AlignedBuffers(SLOT, 4, maxKept);
+  const buffers = new SharedSlots(SLOT, 4, maxKept);
   const keepAt = (distance: number, marker: number) => {
     const slot = buffers.take();
     slot.fill(marker);
