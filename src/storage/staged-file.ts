@@ -29,11 +29,11 @@ export interface Keeper {
 
 /**
  * A staged upload file opened for positional writes through the page cache; the hashing thread flushes it
- * while it fills, and completion flushes the rest (PrefixHashers). Until 2026-11-26 the slots went with
- * O_DIRECT straight to the disk, which saved the page-cache copy but tied every upload to the disk's write
- * speed, four 1 MiB writes deep: when this VM's disk ran at 300–450 MB/s, a 1 GiB upload took 146–212
- * MiB/s end to end with the CPU 40% idle, against 251–313 through the page cache in alternating runs
- * (CPU s per GiB the same in both). nginx and @tus/file-store write through the page cache too.
+ * while it fills, and completion flushes the rest (PrefixHashers). Not O_DIRECT, which the slots once
+ * used: it saved the page-cache copy but tied every upload to the disk's write speed, four 1 MiB writes
+ * deep. With this VM's disk at 300–450 MB/s, a 1 GiB upload took 137–279 MiB/s (median ~170) end to end
+ * with 40–50% of the CPU idle, against 219–315 (median ~270) through the page cache, alternating runs
+ * with overlapping CPU s per GiB. nginx and @tus/file-store write through the page cache too.
  */
 export class StagedFile {
   private constructor(private readonly handle: fsp.FileHandle) {}
