@@ -95,11 +95,12 @@ export class UploadStaging {
       }
       return landed;
     } catch (error) {
-      // frees what a failed chunk kept in memory
+      // frees what a failed chunk kept in memory, once the write in flight (which may keep more) is over
+      await writer?.release();
       for (const bytes of landed) bytes.release();
       throw error;
     } finally {
-      writer?.release();
+      await writer?.release();
       await file.close();
     }
   }
