@@ -53,13 +53,11 @@ export class TempFiles {
       await writer.finish();
       return { path: filePath, sha1: await this.hasher.finish(key, filePath, size), size };
     } catch (error) {
-      // the write in flight hands its slot to the hash when it lands: it must land before the drop
-      await writer.release();
       this.hasher.drop(key);
       await fsp.rm(filePath, { force: true });
       throw error;
     } finally {
-      await writer.release();
+      writer.release();
       await file.close();
     }
   }

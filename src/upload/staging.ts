@@ -95,12 +95,11 @@ export class UploadStaging {
       }
       return landed;
     } catch (error) {
-      // frees what a failed chunk kept in memory, once the write in flight (which may keep more) is over
-      await writer?.release();
+      // frees what a failed chunk kept in memory
       for (const bytes of landed) bytes.release();
       throw error;
     } finally {
-      await writer?.release();
+      writer?.release();
       await file.close();
     }
   }

@@ -43,7 +43,7 @@ export class TusFileStore extends FileStore {
       await writer.finish().catch(() => undefined);
       throw ERRORS.FILE_WRITE_ERROR;
     } finally {
-      await writer.release();
+      writer.release();
       await file.close();
     }
   }
