@@ -41,6 +41,14 @@ function flushInBackground(state, filePath) {
   state.flushing = datasync(filePath).catch(() => undefined).finally(() => { state.flushing = null; });
 }
 
+/** Adds the bytes that follow the hashed prefix, from memory or from the file; every SYNC_EVERY, a flush. */
+function absorb(state, filePath, bytes) {
+  state.hash.update(bytes);
+  state.hashed += bytes.length;
+  state.sinceSync += bytes.length;
+  if (state.sinceSync >= SYNC_EVERY) flushInBackground(state, filePath);
+}
+
 /**
  * Hashes the file up to \`to\`, with READS_AHEAD reads in flight so the reads never wait for the hash nor
  * the hash for the reads (one read at a time left the hash a second behind the upload).
@@ -67,11 +75,8 @@ async function catchUp(state, filePath, to) {
       const { buffer, bytes, step } = await reads[0].read;
       // a short read means the file is shorter than the received chunks say: never hash around a gap
       if (bytes < step) throw new Error('staged file ended at ' + (state.hashed + bytes) + ' bytes');
-      state.hash.update(buffer.subarray(0, bytes));
-      state.hashed += bytes;
-      state.sinceSync += bytes;
+      absorb(state, filePath, buffer.subarray(0, bytes));
       spareBuffers.push(reads.shift().buffer);
-      if (state.sinceSync >= SYNC_EVERY) flushInBackground(state, filePath);
       readNext();
     }
   } finally {
@@ -97,10 +102,7 @@ const fail = (message, error) => parentPort.postMessage({ request: message.reque
 /** Hashes bytes kept in (shared) memory, if they start where the hash stands; else file reads cover them. */
 function hashBytes(state, message) {
   if (message.position !== state.hashed) return;
-  state.hash.update(Buffer.from(message.memory, message.offset, message.length));
-  state.hashed += message.length;
-  state.sinceSync += message.length;
-  if (state.sinceSync >= SYNC_EVERY) flushInBackground(state, message.filePath);
+  absorb(state, message.filePath, Buffer.from(message.memory, message.offset, message.length));
 }
 
 parentPort.on('message', (message) => {
