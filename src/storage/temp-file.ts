@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import { eachPiece } from './each-piece.js';
 import { StagedFile, type Keeper } from './staged-file.js';
 
 export interface HashedTempFile {
@@ -45,11 +46,11 @@ export class TempFiles {
     const writer = file.writerAt(0, this.hasher.inOrder(key, filePath));
     let size = 0;
     try {
-      for await (const piece of source as AsyncIterable<Buffer>) {
+      await eachPiece(source, (piece) => {
         size += piece.length;
         onBytes?.(piece.length);
-        await writer.add(piece);
-      }
+        return writer.add(piece);
+      });
       await writer.finish();
       return { path: filePath, sha1: await this.hasher.finish(key, filePath, size), size };
     } catch (error) {

@@ -3,6 +3,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { AppError } from '../errors.js';
+import { eachPiece } from '../storage/each-piece.js';
 import { StagedFile, type LandedBytes } from '../storage/staged-file.js';
 
 export interface ChunkWriteOptions {
@@ -70,31 +71,33 @@ export class UploadStaging {
     let received = 0;
     let excess = 0;
     try {
-      // not destroyed on leaving the loop early: the request must stay able to carry the 400
-      for await (const piece of source.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
-        if (excess > 0 || received + piece.length > length) {
-          excess += piece.length;
-          // A little extra is read and dropped, so the keep-alive connection stays usable after the 400.
-          // Far more answers at once, and the connection is cut after a bounded lingering read (cutting
-          // at once would reset it before the client could read the answer).
-          if (excess > MAX_DRAINED_EXCESS) {
-            lingerThenCut(source);
-            throw new AppError('invalid_input', `chunk is longer than the expected ${length} bytes`);
+      // not destroyed on failing early: the request must stay able to carry the 400
+      await eachPiece(
+        source,
+        (piece) => {
+          if (excess > 0 || received + piece.length > length) {
+            excess += piece.length;
+            // A little extra is read and dropped, so the keep-alive connection stays usable after the 400.
+            // Far more answers at once, and the connection is cut after a bounded lingering read (cutting
+            // at once would reset it before the client could read the answer).
+            if (excess > MAX_DRAINED_EXCESS) throw new ChunkTooLong(length);
+            return undefined;
           }
-          continue;
-        }
-        hash?.update(piece);
-        received += piece.length;
-        await writer?.add(piece);
-      }
+          hash?.update(piece);
+          received += piece.length;
+          return writer?.add(piece);
+        },
+        { destroyOnFailure: false },
+      );
       await writer?.finish();
-      if (excess > 0) throw new AppError('invalid_input', `chunk is longer than the expected ${length} bytes`);
+      if (excess > 0) throw new ChunkTooLong(length);
       if (received !== length) throw new AppError('invalid_input', `chunk has ${received} bytes; expected ${length}`);
       if (hash && hash.digest('hex') !== expectedSha1) {
         throw new AppError('chunk_hash_mismatch', 'The chunk bytes do not match X-Chunk-Sha1.');
       }
       return landed;
     } catch (error) {
+      if (error instanceof ChunkTooLong && excess > MAX_DRAINED_EXCESS) lingerThenCut(source);
       // frees what a failed chunk kept in memory
       for (const bytes of landed) bytes.release();
       throw error;
@@ -112,6 +115,12 @@ export class UploadStaging {
 const MAX_DRAINED_EXCESS = 1024 * 1024;
 const MAX_LINGER_BYTES = 16 * 1024 * 1024;
 
+class ChunkTooLong extends AppError {
+  constructor(length: number) {
+    super('invalid_input', `chunk is longer than the expected ${length} bytes`);
+  }
+}
+
 /** Drops what is left of a request body; past MAX_LINGER_BYTES the connection is cut. */
 function lingerThenCut(source: Readable): void {
   let dropped = 0;
@@ -119,4 +128,5 @@ function lingerThenCut(source: Readable): void {
     dropped += piece.length;
     if (dropped > MAX_LINGER_BYTES) source.destroy();
   });
+  source.resume();
 }

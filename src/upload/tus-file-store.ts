@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { FileStore } from '@tus/file-store';
 import { ERRORS } from '@tus/utils';
+import { eachPiece } from '../storage/each-piece.js';
 import { StagedFile, type Keeper } from '../storage/staged-file.js';
 
 /** Where a tus upload's written slots go to be hashed, in file order (PrefixHashers.inOrder). */
@@ -32,10 +33,10 @@ export class TusFileStore extends FileStore {
     let received = 0;
     try {
       // an aborted PATCH ends the stream early: what did arrive is written, and the offset says so
-      for await (const piece of readable as AsyncIterable<Buffer>) {
+      await eachPiece(readable, (piece) => {
         received += piece.length;
-        await writer.add(piece);
-      }
+        return writer.add(piece);
+      });
       await writer.finish();
       return offset + received;
     } catch {
