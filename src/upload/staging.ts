@@ -80,7 +80,7 @@ export class UploadStaging {
             // A little extra is read and dropped, so the keep-alive connection stays usable after the 400.
             // Far more answers at once, and the connection is cut after a bounded lingering read (cutting
             // at once would reset it before the client could read the answer).
-            if (excess > MAX_DRAINED_EXCESS) throw new ChunkTooLong(length);
+            if (excess > MAX_DRAINED_EXCESS) throw chunkTooLong(length);
             return undefined;
           }
           hash?.update(piece);
@@ -90,14 +90,14 @@ export class UploadStaging {
         { destroyOnFailure: false },
       );
       await writer?.finish();
-      if (excess > 0) throw new ChunkTooLong(length);
+      if (excess > 0) throw chunkTooLong(length);
       if (received !== length) throw new AppError('invalid_input', `chunk has ${received} bytes; expected ${length}`);
       if (hash && hash.digest('hex') !== expectedSha1) {
         throw new AppError('chunk_hash_mismatch', 'The chunk bytes do not match X-Chunk-Sha1.');
       }
       return landed;
     } catch (error) {
-      if (error instanceof ChunkTooLong && excess > MAX_DRAINED_EXCESS) lingerThenCut(source);
+      if (excess > MAX_DRAINED_EXCESS) lingerThenCut(source);
       // frees what a failed chunk kept in memory
       for (const bytes of landed) bytes.release();
       throw error;
@@ -115,11 +115,7 @@ export class UploadStaging {
 const MAX_DRAINED_EXCESS = 1024 * 1024;
 const MAX_LINGER_BYTES = 16 * 1024 * 1024;
 
-class ChunkTooLong extends AppError {
-  constructor(length: number) {
-    super('invalid_input', `chunk is longer than the expected ${length} bytes`);
-  }
-}
+const chunkTooLong = (length: number) => new AppError('invalid_input', `chunk is longer than the expected ${length} bytes`);
 
 /** Drops what is left of a request body; past MAX_LINGER_BYTES the connection is cut. */
 function lingerThenCut(source: Readable): void {
