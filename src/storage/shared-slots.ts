@@ -1,3 +1,5 @@
+const WASM_PAGE = 64 * 1024;
+
 /** Bytes written to a file at `position` and, until released or evicted, still in memory. */
 export interface LandedBytes {
   readonly position: number;
@@ -8,9 +10,11 @@ export interface LandedBytes {
 }
 
 /**
- * Reusable buffers of `slotBytes` carved from slabs of shared memory (SharedArrayBuffer), so the hashing
- * thread reads a written slot without a copy. A slot goes back to the spare list once its write has
- * landed, or once it is no longer kept; the set grows to the most ever used at once and is never freed.
+ * Reusable buffers of `slotBytes` carved from slabs of shared memory, so the hashing thread reads a
+ * written slot without a copy. The slabs are WebAssembly memory, which is page-aligned as O_DIRECT
+ * wants (Node's ArrayBuffers come from malloc: 16-byte aligned). A slot goes back to the spare list once
+ * its write has landed, or once it is no longer kept; the set grows to the most ever used at once and
+ * is never freed.
  */
 export class SharedSlots {
   private readonly spare: Buffer[] = [];
@@ -22,12 +26,15 @@ export class SharedSlots {
     readonly slotBytes: number,
     private readonly slotsPerSlab: number,
     private readonly maxKept: number,
-  ) {}
+  ) {
+    if (slotBytes % WASM_PAGE !== 0) throw new Error(`slotBytes must be a multiple of ${WASM_PAGE}`);
+  }
 
   take(): Buffer {
     const slot = this.spare.pop();
     if (slot) return slot;
-    const slab = Buffer.from(new SharedArrayBuffer(this.slotBytes * this.slotsPerSlab));
+    const pages = (this.slotBytes * this.slotsPerSlab) / WASM_PAGE;
+    const slab = Buffer.from(new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true }).buffer);
     for (let at = this.slotBytes; at < slab.length; at += this.slotBytes) this.spare.push(slab.subarray(at, at + this.slotBytes));
     return slab.subarray(0, this.slotBytes);
   }

@@ -10,9 +10,10 @@ const READ_SIZE = 1024 * 1024;
 const READS_AHEAD = 3;
 const spareBuffers = [];
 const takeBuffer = () => spareBuffers.pop() ?? Buffer.allocUnsafeSlow(READ_SIZE);
-// Staged files are written through the page cache; each starts going to disk while it fills, so
-// completion's final fsync has little left. The flush runs beside the hashing, never in its way:
-// waiting for the disk there let the hash fall seconds behind on a slow disk.
+// What went through the page cache (tails, odd chunk sizes, filesystems without O_DIRECT) starts going
+// to disk while the file fills, and the disk's own cache is flushed, so completion's final fsync has
+// little left. The flush runs beside the hashing, never in its way: waiting for the disk there let the
+// hash fall seconds behind on a slow disk.
 const SYNC_EVERY = 32 * 1024 * 1024;
 const states = new Map();
 

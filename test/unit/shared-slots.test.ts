@@ -1,3 +1,6 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SharedSlots } from '../../src/storage/shared-slots.js';
 
@@ -76,5 +79,32 @@ describe('the budget of written slots kept in memory for the hash', () => {
     const gaveUp = await buffers.waitForRoom(() => 5, 60);
     expect(gaveUp).toBeGreaterThanOrEqual(50);
     expect(gaveUp).toBeLessThan(1_000);
+  });
+});
+
+describe('slot memory', () => {
+  it('is page-aligned: every slot of a slab is written with O_DIRECT, and reads back as written', (ctx) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'filestore-slots-'));
+    const file = path.join(dir, 'direct');
+    const { O_CREAT, O_WRONLY, O_DIRECT } = fs.constants;
+    let fd: number;
+    try {
+      fd = fs.openSync(file, O_CREAT | O_WRONLY | O_DIRECT);
+    } catch (error) {
+      fs.rmSync(dir, { recursive: true });
+      if ((error as NodeJS.ErrnoException).code === 'EINVAL') return ctx.skip();
+      throw error;
+    }
+    const slots = new SharedSlots(SLOT, 4, 4);
+    const taken = Array.from({ length: 4 }, (_, index) => slots.take().fill(index + 1));
+    try {
+      // an address that is not a whole page would fail here with EINVAL
+      taken.forEach((slot, index) => expect(fs.writeSync(fd, slot, 0, SLOT, index * SLOT)).toBe(SLOT));
+    } finally {
+      fs.closeSync(fd);
+    }
+    const written = fs.readFileSync(file);
+    fs.rmSync(dir, { recursive: true });
+    expect(written.equals(Buffer.concat(taken))).toBe(true);
   });
 });

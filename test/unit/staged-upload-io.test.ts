@@ -47,10 +47,10 @@ async function writeInPieces(filePath: string, bytes: Buffer, position: number, 
 const sha1 = (bytes: Buffer) => createHash('sha1').update(bytes).digest('hex');
 
 describe('staged upload files', () => {
-  it('hold exactly the bytes written at positions on and off slot boundaries, with a tail shorter than a slot', async () => {
+  it('hold exactly the bytes written at block-aligned and unaligned positions (written directly and buffered), with a tail that is not whole blocks', async () => {
     const content = randomBytes(5 * MiB + 12_345);
     const filePath = await stagedFile(content.length);
-    const oddChunk = 300_001; // neither position nor length are whole slots
+    const oddChunk = 300_001; // neither position nor length are whole blocks: these go through the page cache
     const cuts = [0, 4 * MiB, 4 * MiB + oddChunk, 4 * MiB + 2 * oddChunk, content.length];
     for (const index of [3, 0, 2, 1]) await writeInPieces(filePath, content.subarray(cuts[index], cuts[index + 1]), cuts[index]!);
 
