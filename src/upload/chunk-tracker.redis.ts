@@ -6,7 +6,7 @@ import { RedisLease } from './redis-lease.js';
 const CLAIM_LEASE_MS = 6000;
 
 /**
- * The cluster profile's tracker: one Redis bitmap per upload (SETBIT/GETRANGE), expiring with the
+ * The cluster profile's tracker: one Redis bitmap per upload (SETBIT/GETRANGE/BITPOS), expiring with the
  * session. Chunk claims are SET NX keys with a lease the holder renews, so API processes never write one
  * chunk at once.
  */
@@ -26,6 +26,15 @@ export class RedisChunkTracker implements ChunkTracker {
   async mark(uploadId: string, index: number, ttlSeconds: number): Promise<void> {
     const key = this.key(uploadId);
     await this.redis.multi().setbit(key, index, 1).expire(key, ttlSeconds).exec();
+  }
+
+  async has(uploadId: string, index: number): Promise<boolean> {
+    return (await this.redis.getbit(this.key(uploadId), index)) === 1;
+  }
+
+  async receivedPrefix(uploadId: string, chunkCount: number): Promise<number> {
+    // BITPOS scans the bitmap's bytes in Redis; past the last set byte it answers the bitmap's end
+    return Math.min(await this.redis.bitpos(this.key(uploadId), 0), chunkCount);
   }
 
   async received(uploadId: string, chunkCount: number): Promise<boolean[]> {

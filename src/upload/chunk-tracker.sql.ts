@@ -7,6 +7,13 @@ import type { ChunkClaim, ChunkTracker } from './chunk-tracker.js';
  */
 export class SqlChunkTracker implements ChunkTracker {
   private readonly claimed = new Set<string>();
+  /**
+   * Per upload, a prefix known to be received. Marks are only ever added (until forget), and this
+   * process is the profile's only writer, so it stays a lower bound: the walk for the next gap starts
+   * there and reads only the rows the prefix grew by. Reading every row after each chunk made a 1 GiB
+   * upload in 256 KiB chunks cost 2.4 ms of the event loop per chunk, against 1.1 ms for an eighth of it.
+   */
+  private readonly knownPrefix = new Map<string, number>();
 
   constructor(private readonly db: Database) {}
 
@@ -21,6 +28,29 @@ export class SqlChunkTracker implements ChunkTracker {
     await this.db.write(null, (db) => db('upload_chunks').insert({ upload_id: uploadId, chunk_index: index }).onConflict().ignore());
   }
 
+  async has(uploadId: string, index: number): Promise<boolean> {
+    const row = await this.db.readPrimary((db) => db('upload_chunks').where({ upload_id: uploadId, chunk_index: index }).first('chunk_index'));
+    return row !== undefined;
+  }
+
+  async receivedPrefix(uploadId: string, chunkCount: number): Promise<number> {
+    let prefix = this.knownPrefix.get(uploadId) ?? 0;
+    for (;;) {
+      const from = prefix;
+      const rows = (await this.db.readPrimary((db) =>
+        db('upload_chunks').where({ upload_id: uploadId }).andWhere('chunk_index', '>=', from).orderBy('chunk_index').limit(PREFIX_STEP).select('chunk_index'),
+      )) as Array<{ chunk_index: number }>;
+      for (const row of rows) {
+        if (row.chunk_index !== prefix) break;
+        prefix += 1;
+      }
+      // a full step of rows without a gap: the prefix may go on
+      if (prefix - from < PREFIX_STEP) break;
+    }
+    this.knownPrefix.set(uploadId, prefix);
+    return Math.min(prefix, chunkCount);
+  }
+
   async received(uploadId: string, chunkCount: number): Promise<boolean[]> {
     const rows = await this.db.readPrimary((db) => db('upload_chunks').where({ upload_id: uploadId }).select('chunk_index'));
     const flags = new Array<boolean>(chunkCount).fill(false);
@@ -29,6 +59,9 @@ export class SqlChunkTracker implements ChunkTracker {
   }
 
   async forget(uploadId: string): Promise<void> {
+    this.knownPrefix.delete(uploadId);
     await this.db.write(null, (db) => db('upload_chunks').where({ upload_id: uploadId }).delete());
   }
 }
+
+const PREFIX_STEP = 256;

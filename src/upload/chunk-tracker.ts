@@ -10,6 +10,12 @@ export interface ChunkTracker {
    */
   claim(uploadId: string, index: number): Promise<ChunkClaim | { retryAfterSeconds: number }>;
   mark(uploadId: string, index: number, ttlSeconds: number): Promise<void>;
+  has(uploadId: string, index: number): Promise<boolean>;
+  /**
+   * How many chunks from index 0 on are received without a gap (the first missing index, or chunkCount).
+   * Asked after every chunk, so it must not cost in proportion to the chunk count, as received() does.
+   */
+  receivedPrefix(uploadId: string, chunkCount: number): Promise<number>;
   /** One flag per chunk, true when received. */
   received(uploadId: string, chunkCount: number): Promise<boolean[]>;
   forget(uploadId: string): Promise<void>;

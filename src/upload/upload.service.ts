@@ -113,7 +113,7 @@ export class UploadService {
     const id = session.id;
     const offset = index * session.chunk_size;
     const length = Math.min(session.chunk_size, session.size - offset);
-    const already = (await this.deps.tracker.received(id, session.chunk_count))[index] === true;
+    const already = await this.deps.tracker.has(id, index);
     // a claim lost midway (this process froze past its lease) means another writer may own these bytes
     const stillOurs = async () => {
       if (!(await claim.held())) throw new AppError('upload_state', `Another request took over chunk ${index}.`);
@@ -130,9 +130,8 @@ export class UploadService {
       await stillOurs();
       const ttl = Math.max(1, Math.ceil((session.expires_at - Date.now()) / 1000));
       await this.deps.tracker.mark(id, index, ttl);
-      const received = await this.deps.tracker.received(id, session.chunk_count);
-      const firstMissing = received.indexOf(false);
-      contiguous = firstMissing === -1 ? session.size : firstMissing * session.chunk_size;
+      const prefix = await this.deps.tracker.receivedPrefix(id, session.chunk_count);
+      contiguous = Math.min(prefix * session.chunk_size, session.size);
     } catch (error) {
       for (const bytes of landed) bytes.release();
       throw error;

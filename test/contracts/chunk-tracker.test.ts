@@ -79,6 +79,36 @@ for (const adapter of adapters) {
       expect(isClaim(await opened.tracker.claim(uploadId, 3))).toBe(true);
     });
 
+    it('tells which chunks are received, one at a time and as flags, and forgets them all', async () => {
+      const uploadId = randomUUID();
+      for (const index of [0, 2, 9]) await opened.tracker.mark(uploadId, index, 60);
+
+      expect(await opened.tracker.has(uploadId, 2)).toBe(true);
+      expect(await opened.tracker.has(uploadId, 1)).toBe(false);
+      expect(await opened.tracker.received(uploadId, 10)).toEqual([true, false, true, false, false, false, false, false, false, true]);
+
+      await opened.tracker.forget(uploadId);
+      expect(await opened.tracker.has(uploadId, 2)).toBe(false);
+      expect(await opened.tracker.receivedPrefix(uploadId, 10)).toBe(0);
+    });
+
+    it('counts the chunks received from index 0 up to the first gap, as the gaps fill in any order', async () => {
+      const uploadId = randomUUID();
+      const chunkCount = 700; // longer than one step of the embedded walk (256 rows)
+      expect(await opened.tracker.receivedPrefix(uploadId, chunkCount)).toBe(0);
+      for (let index = 1; index < chunkCount; index += 1) if (index !== 600) await opened.tracker.mark(uploadId, index, 60);
+      expect(await opened.tracker.receivedPrefix(uploadId, chunkCount)).toBe(0);
+
+      await opened.tracker.mark(uploadId, 0, 60);
+      expect(await opened.tracker.receivedPrefix(uploadId, chunkCount)).toBe(600);
+      await opened.tracker.mark(uploadId, 600, 60);
+      expect(await opened.tracker.receivedPrefix(uploadId, chunkCount)).toBe(chunkCount);
+      // a count that is not whole bytes of a bitmap: nothing past the last chunk counts
+      const short = randomUUID();
+      for (let index = 0; index < 5; index += 1) await opened.tracker.mark(short, index, 60);
+      expect(await opened.tracker.receivedPrefix(short, 5)).toBe(5);
+    });
+
     if (!adapter.leases) return;
     it('frees a chunk whose claim stopped being renewed (a killed process) once its lease ends', async () => {
       const uploadId = randomUUID();
