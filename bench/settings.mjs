@@ -8,6 +8,11 @@ export const INSTANT_RUNS = Number(process.env.BENCH_INSTANT_RUNS ?? 1000);
 // The first few hundred uploads after a start run while V8 still compiles the hot paths: their slow
 // ones made most of a cold series' p99 (13 of the 21 slowest of 1000 fell in its first 3 s)
 export const INSTANT_WARMUP = Number(process.env.BENCH_INSTANT_WARMUP ?? 200);
+// Each server under test takes one untimed upload of this size before its timed one, as a server that
+// has run a while has. A 1 GiB chunked upload to a fresh filestore ran about 7% slower while its main
+// thread and V8's compiler threads compiled the hot paths: medians 721 against 778 MiB/s over 5
+// alternating pairs, 678 against 724 over four `make bench` runs each
+export const WARMUP_MB = Number(process.env.BENCH_WARMUP_MB ?? 64);
 export const STAGES = new Set((process.env.BENCH_STAGES ?? 'a,b,c,d,e,f').split(',').map((s) => s.trim()));
 export const CPU_PROF = process.env.BENCH_CPU_PROF === '1';
 export const PASSWORD = 'bench-password-1';

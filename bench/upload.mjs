@@ -6,9 +6,12 @@ import {
   MiB, fixed, freePort, hashFile, loadLine, makeRandomFile, makeTempDir, mibps, onCleanup, run, startChild, stopChild, syncDisks, table, touchFreeMemory, waitForPort, which,
 } from './lib.mjs';
 import { measured, withChildren } from './proc.mjs';
-import { SIZE, CHUNK, INFLIGHT, INSTANT_RUNS, INSTANT_WARMUP, STAGES, log, TARGET_VS_NGINX, TARGET_VS_PEER, TARGET_INSTANT_MS, TARGET_RSS_BYTES } from './settings.mjs';
+import { SIZE, CHUNK, INFLIGHT, INSTANT_RUNS, INSTANT_WARMUP, STAGES, WARMUP_MB, log, TARGET_VS_NGINX, TARGET_VS_PEER, TARGET_INSTANT_MS, TARGET_RSS_BYTES } from './settings.mjs';
 import { startFilestore, stopFilestore, userToken, chunkedUpload, tusUpload, instantSeries } from './filestore.mjs';
 import { throughputRow, details, phaseLine, THROUGHPUT_HEADER, THROUGHPUT_ALIGN, verdict, header } from './report.mjs';
+
+/** The untimed upload each server takes first (null when BENCH_WARMUP_MB=0). */
+let warmup = null;
 
 async function nginxPut(tmp, file) {
   const nginx = which('nginx');
@@ -26,6 +29,7 @@ async function nginxPut(tmp, file) {
   const child = startChild('nginx', nginx, ['-p', `${dir}/`, '-c', path.join(dir, 'nginx.conf'), '-e', path.join(dir, 'error.log')], { group: true });
   try {
     await waitForPort(port, child);
+    if (warmup) await run('curl', ['-sS', '-o', '/dev/null', '-T', warmup.file, `http://127.0.0.1:${port}/warmup.bin`]);
     const m = await measured(
       () => run('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code} %{time_total}', '-T', file, `http://127.0.0.1:${port}/upload.bin`]),
       { pid: child.pid, pids: () => withChildren(child.pid) },
@@ -50,6 +54,7 @@ async function tusPeer(tmp, file) {
   });
   try {
     await waitForPort(port, child);
+    if (warmup) await tusUpload({ endpoint: `http://127.0.0.1:${port}/files/`, file: warmup.file, metadata: { filename: 'warmup.bin' } });
     const m = await measured(() => tusUpload({ endpoint: `http://127.0.0.1:${port}/files/`, file, metadata: { filename: 'peer.bin' } }), { pid: child.pid });
     const id = m.result.url.split('/').pop();
     const stored = await fsp.stat(path.join(dir, id));
@@ -75,12 +80,18 @@ async function ddCopy(tmp, file) {
 export async function uploadBenchmark() {
   header('filestore upload benchmark', [
     `file ${(SIZE / MiB).toFixed(0)} MiB random, 127.0.0.1; chunks ${CHUNK / MiB} MiB, ${INFLIGHT} in flight; stages ${[...STAGES].join(',')}`,
+    WARMUP_MB > 0 ? `each server (nginx, the tus peer, filestore for (c) and for (d)) first takes one untimed ${WARMUP_MB} MiB upload` : 'no warm-up uploads (BENCH_WARMUP_MB=0)',
   ]);
   touchFreeMemory(log);
   const tmp = await makeTempDir('filestore-bench-');
   const file = path.join(tmp, 'random.bin');
   log(`writing ${SIZE / MiB} MiB of random data to ${file}`);
   await makeRandomFile(file, SIZE);
+  if (WARMUP_MB > 0) {
+    warmup = { file: path.join(tmp, 'warmup.bin'), size: Math.round(WARMUP_MB * MiB) };
+    await makeRandomFile(warmup.file, warmup.size);
+    warmup.sha1 = await hashFile(warmup.file, 'sha1');
+  }
   syncDisks();
 
   const results = {};
@@ -116,6 +127,7 @@ export async function uploadBenchmark() {
     let stored = false;
     if (STAGES.has('c')) {
       log('(c) filestore chunked upload');
+      if (warmup) await chunkedUpload(server.client, token, { ...warmup, name: 'warmup-chunked.bin', folder: '/warmup' });
       const m = await measured(() => chunkedUpload(server.client, token, { file, size: SIZE, sha1, name: 'chunked.bin', folder: '/bench' }), { pid: server.pid });
       const r = m.result;
       results.chunked = {
@@ -127,6 +139,14 @@ export async function uploadBenchmark() {
     }
     if (STAGES.has('d')) {
       log('(d) filestore tus upload, tus-js-client');
+      if (warmup) {
+        await tusUpload({
+          endpoint: `http://127.0.0.1:${server.port}/api/tus`,
+          file: warmup.file,
+          metadata: { filename: 'warmup-tus.bin', folder: '/warmup', sha1: warmup.sha1 },
+          headers: { Authorization: `Bearer ${token}` },
+        });
+      }
       const m = await measured(
         () => tusUpload({
           endpoint: `http://127.0.0.1:${server.port}/api/tus`,
