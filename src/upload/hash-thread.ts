@@ -20,7 +20,7 @@ const states = new Map();
 function stateOf(id) {
   let state = states.get(id);
   if (!state) {
-    state = { hash: createHash('sha1'), hashed: 0, sinceSync: 0, chain: Promise.resolve(), flushing: null };
+    state = { hash: createHash('sha1'), hashed: 0, sinceSync: 0, chain: Promise.resolve(), flushing: null, checkpoints: [] };
     states.set(id, state);
   }
   return state;
@@ -100,10 +100,32 @@ async function finish(state, filePath, size) {
 const reply = (message, result) => parentPort.postMessage({ request: message.request, result });
 const fail = (message, error) => parentPort.postMessage({ request: message.request, error: { message: String(error && error.message) } });
 
-/** Hashes bytes kept in (shared) memory, if they start where the hash stands; else file reads cover them. */
+/**
+ * Hashes bytes kept in (shared) memory, if they start where the hash stands; else file reads cover them.
+ * Bytes of a chunk not yet received whole (\`ofChunk\`: where it starts) may have to be taken back: the
+ * hash as it stood at the chunk's start is kept until the chunks before \`receivedTo\` no longer need it.
+ */
 function hashBytes(state, message) {
   if (message.position !== state.hashed) return;
+  if (state.checkpoints.length > 0) state.checkpoints = state.checkpoints.filter((checkpoint) => checkpoint.position >= message.receivedTo);
+  if (message.ofChunk !== undefined && !state.checkpoints.some((checkpoint) => checkpoint.position === message.ofChunk)) {
+    // a chunk's bytes are only ever taken in from its start on, so a missing checkpoint is never made up
+    if (message.ofChunk !== state.hashed) return;
+    state.checkpoints.push({ position: state.hashed, hash: state.hash.copy() });
+  }
   absorb(state, message.filePath, Buffer.from(message.memory, message.offset, message.length));
+}
+
+/**
+ * Takes back what was hashed from \`to\` on (a chunk that failed after some of its bytes were hashed).
+ * Without a checkpoint there, the hash starts again from byte 0: file reads then cover what is received.
+ */
+function rollBack(state, to) {
+  if (state.hashed <= to) return;
+  const checkpoint = state.checkpoints.find((candidate) => candidate.position === to);
+  state.hash = checkpoint ? checkpoint.hash : createHash('sha1');
+  state.hashed = checkpoint ? to : 0;
+  state.checkpoints = state.checkpoints.filter((candidate) => candidate.position < state.hashed);
 }
 
 parentPort.on('message', (message) => {
@@ -111,6 +133,10 @@ parentPort.on('message', (message) => {
   const state = stateOf(message.uploadId);
   if (message.op === 'bytes') {
     state.chain = state.chain.then(() => hashBytes(state, message)).then(() => reply(message), (error) => fail(message, error));
+    return;
+  }
+  if (message.op === 'rollback') {
+    state.chain = state.chain.then(() => rollBack(state, message.to));
     return;
   }
   if (message.op === 'file') {

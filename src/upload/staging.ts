@@ -4,13 +4,14 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { AppError } from '../errors.js';
 import { eachPiece } from '../storage/each-piece.js';
-import { StagedFile, type LandedBytes } from '../storage/staged-file.js';
+import { StagedFile, type Keeper } from '../storage/staged-file.js';
 
 export interface ChunkWriteOptions {
   expectedSha1?: string;
   alreadyReceived?: boolean;
   beforeWrite?: () => Promise<void>;
-  distanceTo: (position: number) => number;
+  /** Takes each written slot as it lands (the hash: PrefixHashers.chunk). */
+  keeper: Keeper;
 }
 
 /**
@@ -50,24 +51,23 @@ export class UploadStaging {
    * stays unmarked, so the chunk is still missing). With `expectedSha1`, a mismatch → 422.
    * With `alreadyReceived`, the bytes are checked the same way but not written: a received chunk is never
    * overwritten (its bytes may already be hashed, and a garbled retry must not damage them).
-   * `beforeWrite` runs before each write (and may stop the chunk by throwing). `distanceTo` tells how far
-   * a position lies ahead of the upload's hash: the memory budget keeps the bytes the hash needs soonest.
-   * Returns the written bytes still in memory (as many as the budget keeps), for the caller to release.
+   * `beforeWrite` runs before each write (and may stop the chunk by throwing). The `keeper` takes the
+   * written bytes the memory budget keeps (those the hash needs soonest); on failure the caller lets go
+   * of what it took.
    */
   async writeChunk(
     uploadId: string,
     offset: number,
     length: number,
     source: Readable,
-    { expectedSha1, alreadyReceived = false, beforeWrite, distanceTo }: ChunkWriteOptions,
-  ): Promise<LandedBytes[]> {
+    { expectedSha1, alreadyReceived = false, beforeWrite, keeper }: ChunkWriteOptions,
+  ): Promise<void> {
     const file = await StagedFile.open(this.pathOf(uploadId)).catch((error: NodeJS.ErrnoException) => {
       if (error.code === 'ENOENT') throw new AppError('not_found', 'The upload has no staged file any more.');
       throw error;
     });
     const hash = expectedSha1 ? createHash('sha1') : null;
-    const landed: LandedBytes[] = [];
-    const writer = alreadyReceived ? null : file.writerAt(offset, { distanceTo, take: (bytes) => landed.push(bytes) }, beforeWrite);
+    const writer = alreadyReceived ? null : file.writerAt(offset, keeper, beforeWrite);
     let received = 0;
     let excess = 0;
     try {
@@ -95,11 +95,8 @@ export class UploadStaging {
       if (hash && hash.digest('hex') !== expectedSha1) {
         throw new AppError('chunk_hash_mismatch', 'The chunk bytes do not match X-Chunk-Sha1.');
       }
-      return landed;
     } catch (error) {
       if (excess > MAX_DRAINED_EXCESS) lingerThenCut(source);
-      // frees what a failed chunk kept in memory
-      for (const bytes of landed) bytes.release();
       throw error;
     } finally {
       writer?.release();

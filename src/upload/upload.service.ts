@@ -118,25 +118,27 @@ export class UploadService {
     const stillOurs = async () => {
       if (!(await claim.held())) throw new AppError('upload_state', `Another request took over chunk ${index}.`);
     };
-    const landed = await this.deps.staging.writeChunk(id, offset, length, body, {
-      expectedSha1: chunkSha1,
-      alreadyReceived: already,
-      beforeWrite: stillOurs,
-      distanceTo: (position) => this.deps.hashers.distanceTo(id, position),
-    });
-    if (already) return length;
+    const filePath = this.deps.staging.pathOf(id);
+    const hashing = this.deps.hashers.chunk(id, filePath, { start: offset, end: offset + length, tentative: session.sha1 !== null });
     let contiguous: number;
     try {
+      await this.deps.staging.writeChunk(id, offset, length, body, {
+        expectedSha1: chunkSha1,
+        alreadyReceived: already,
+        beforeWrite: stillOurs,
+        keeper: hashing,
+      });
+      if (already) return length;
       await stillOurs();
       const ttl = Math.max(1, Math.ceil((session.expires_at - Date.now()) / 1000));
       await this.deps.tracker.mark(id, index, ttl);
       const prefix = await this.deps.tracker.receivedPrefix(id, session.chunk_count);
       contiguous = Math.min(prefix * session.chunk_size, session.size);
     } catch (error) {
-      for (const bytes of landed) bytes.release();
+      hashing.abandon();
       throw error;
     }
-    this.deps.hashers.advance(id, this.deps.staging.pathOf(id), contiguous, landed);
+    this.deps.hashers.advance(id, filePath, contiguous);
     return length;
   }
 

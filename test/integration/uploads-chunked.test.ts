@@ -217,6 +217,23 @@ describe.each(profiles)('chunked uploads (%s profile)', (profile) => {
     expect((await alice.get(`/api/uploads/${id}`)).json).toMatchObject({ received: 1, missing: [0] });
   });
 
+  it('completes with the right SHA-1 after failed first attempts at the chunk the hash stands at (other bytes, a short body)', async () => {
+    const alice = await newUser(app);
+    const chunkSize = 2 * MiB; // two 1 MiB slots: the hash takes in the first before the chunk fails
+    const source = randomBytes(3 * chunkSize);
+    const id = (await create(alice, { name: 'retried.bin', size: source.length, sha1: sha1(source), chunkSize })).json.uploadId as string;
+    const first = chunkOf(source, chunkSize, 0);
+    const other = randomBytes(chunkSize);
+
+    expect((await putChunk(alice, id, 0, other, { 'x-chunk-sha1': sha1(first) })).status).toBe(422);
+    expect((await putChunk(alice, id, 0, other.subarray(0, chunkSize - 1))).status).toBe(400);
+    await putChunks(alice, id, source, chunkSize, [0, 2, 1]);
+    const completed = await complete(alice, id);
+    expect(completed.status).toBe(201);
+    expect(completed.json.sha1).toBe(sha1(source));
+    expect((await alice.get(`/api/files/${completed.json.id}/content`)).bytes.equals(source)).toBe(true);
+  });
+
   it('keeps a received chunk intact when it is sent again with a wrong X-Chunk-Sha1 or a wrong length', async () => {
     const alice = await newUser(app);
     const source = randomBytes(2 * CHUNK);

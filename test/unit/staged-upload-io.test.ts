@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PrefixHashers } from '../../src/upload/prefix-hasher.js';
-import { StagedFile, type LandedBytes } from '../../src/storage/staged-file.js';
+import { StagedFile, type Keeper, type LandedBytes } from '../../src/storage/staged-file.js';
 
 const MiB = 1024 * 1024;
 const cleanups: Array<() => Promise<unknown>> = [];
@@ -22,14 +22,10 @@ async function stagedFile(size: number): Promise<string> {
   return file;
 }
 
-/**
- * Writes `bytes` at `position` in pieces of random sizes, as a request body arrives; with `keep`, returns
- * the written bytes kept in memory.
- */
-async function writeInPieces(filePath: string, bytes: Buffer, position: number, keep = false): Promise<LandedBytes[]> {
+/** Writes `bytes` at `position` in pieces of random sizes, as a request body arrives, handing written slots to `keeper`. */
+async function writeInPieces(filePath: string, bytes: Buffer, position: number, keeper?: Keeper): Promise<void> {
   const file = await StagedFile.open(filePath);
-  const landed: LandedBytes[] = [];
-  const writer = file.writerAt(position, keep ? { distanceTo: () => 0, take: (kept) => landed.push(kept) } : undefined);
+  const writer = file.writerAt(position, keeper);
   try {
     for (let at = 0; at < bytes.length; ) {
       const length = Math.min(bytes.length - at, 1 + Math.floor(Math.random() * 100_000));
@@ -37,11 +33,21 @@ async function writeInPieces(filePath: string, bytes: Buffer, position: number, 
       at += length;
     }
     await writer.finish();
-    return landed;
   } finally {
     writer.release();
     await file.close();
   }
+}
+
+/** A keeper that hands each slot to `keeper` behind a wrapper recording its releases in `released`. */
+function counting(keeper: Keeper, released: number[], taken: { count: number }): Keeper {
+  return {
+    distanceTo: (position) => keeper.distanceTo(position),
+    take: (bytes: LandedBytes) => {
+      taken.count += 1;
+      keeper.take({ position: bytes.position, bytes: bytes.bytes, pin: () => bytes.pin(), release: () => (released.push(bytes.position), bytes.release()) });
+    },
+  };
 }
 
 const sha1 = (bytes: Buffer) => createHash('sha1').update(bytes).digest('hex');
@@ -78,29 +84,79 @@ describe('staged upload files', () => {
     cleanups.push(() => hashers.close());
     const released: number[] = [];
     const received = new Set<number>();
-    let kept = 0;
+    const taken = { count: 0 };
 
     for (const index of [2, 0, 4, 3, 1]) {
       const position = index * chunk;
-      const landed = await writeInPieces(filePath, content.subarray(position, position + chunk), position, true);
-      kept += landed.length;
+      const end = Math.min(position + chunk, content.length);
+      const keeper = hashers.chunk('upload', filePath, { start: position, end, tentative: false });
+      await writeInPieces(filePath, content.subarray(position, end), position, counting(keeper, released, taken));
       received.add(index);
       let contiguous = 0;
       while (received.has(contiguous / chunk)) contiguous = Math.min(contiguous + chunk, content.length);
-      const counted = landed.map((bytes) => ({
-        position: bytes.position,
-        bytes: bytes.bytes,
-        pin: () => bytes.pin(),
-        release: () => (released.push(bytes.position), bytes.release()),
-      }));
-      hashers.advance('upload', filePath, contiguous, counted);
+      hashers.advance('upload', filePath, contiguous);
     }
     // garble the file: a hash read back from it would be wrong, so the right one came from memory
     await fsp.writeFile(filePath, Buffer.alloc(content.length));
 
     expect(await hashers.finish('upload', filePath, content.length)).toBe(sha1(content));
+    const kept = taken.count;
     expect(kept).toBe(Math.ceil(content.length / MiB));
     expect(released.sort((a, b) => a - b)).toEqual([...Array(kept).keys()].map((slot) => slot * MiB));
+  });
+
+  it('hash a tentative chunk while it arrives, and take its bytes back when it fails: the SHA-1 is of the bytes that stay', async () => {
+    const chunk = 2 * MiB;
+    const content = randomBytes(3 * chunk);
+    const filePath = await stagedFile(content.length);
+    const hashers = new PrefixHashers();
+    cleanups.push(() => hashers.close());
+    const range = (index: number) => ({ start: index * chunk, end: (index + 1) * chunk, tentative: true });
+    const write = (index: number, bytes: Buffer) => {
+      const hashing = hashers.chunk('upload', filePath, range(index));
+      return writeInPieces(filePath, bytes, index * chunk, hashing).then(() => hashing);
+    };
+
+    // a first attempt at chunk 0 sends other bytes, and the hash takes them in before the chunk fails
+    const failed = await write(0, randomBytes(chunk));
+    expect(hashers.distanceTo('upload', 0)).toBe(-chunk);
+    failed.abandon();
+    expect(hashers.distanceTo('upload', 0)).toBe(0);
+
+    await write(0, content.subarray(0, chunk));
+    hashers.advance('upload', filePath, chunk);
+    await write(2, content.subarray(2 * chunk));
+    await write(1, content.subarray(chunk, 2 * chunk));
+    hashers.advance('upload', filePath, content.length);
+
+    expect(await hashers.finish('upload', filePath, content.length)).toBe(sha1(content));
+  });
+
+  it('take back, with a failed chunk, the later chunks the hash ran on into, and read those back from the file', async () => {
+    const chunk = 2 * MiB;
+    const content = randomBytes(3 * chunk);
+    const filePath = await stagedFile(content.length);
+    const hashers = new PrefixHashers();
+    cleanups.push(() => hashers.close());
+    const write = async (index: number, bytes: Buffer) => {
+      const hashing = hashers.chunk('upload', filePath, { start: index * chunk, end: (index + 1) * chunk, tentative: true });
+      await writeInPieces(filePath, bytes, index * chunk, hashing);
+      return hashing;
+    };
+
+    const first = await write(0, randomBytes(chunk));
+    await write(1, content.subarray(chunk, 2 * chunk));
+    // the hash ran on through chunk 0 into chunk 1, neither received whole yet
+    expect(hashers.distanceTo('upload', 0)).toBe(-2 * chunk);
+    first.abandon();
+    expect(hashers.distanceTo('upload', 0)).toBe(0);
+
+    await write(0, content.subarray(0, chunk));
+    hashers.advance('upload', filePath, 2 * chunk);
+    await write(2, content.subarray(2 * chunk));
+    hashers.advance('upload', filePath, content.length);
+
+    expect(await hashers.finish('upload', filePath, content.length)).toBe(sha1(content));
   });
 
   it('hash a file smaller than one block', async () => {
