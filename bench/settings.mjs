@@ -13,6 +13,10 @@ export const INSTANT_WARMUP = Number(process.env.BENCH_INSTANT_WARMUP ?? 200);
 // thread and V8's compiler threads compiled the hot paths: medians 721 against 778 MiB/s over 5
 // alternating pairs, 678 against 724 over four `make bench` runs each
 export const WARMUP_MB = Number(process.env.BENCH_WARMUP_MB ?? 64);
+// (a), (b) and (c) run this many rounds, interleaved, and each reports its median round: on these VMs a
+// stage now and then ran at half speed with every process on the machine, the client included, using
+// twice its usual CPU (the host reclaiming memory), and one such round decided a single run's ratios
+export const ROUNDS = Math.max(1, Number(process.env.BENCH_ROUNDS ?? 3));
 export const STAGES = new Set((process.env.BENCH_STAGES ?? 'a,b,c,d,e,f').split(',').map((s) => s.trim()));
 export const CPU_PROF = process.env.BENCH_CPU_PROF === '1';
 export const PASSWORD = 'bench-password-1';
