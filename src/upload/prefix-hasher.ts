@@ -74,9 +74,7 @@ export class PrefixHashers {
       distanceTo: (position) => this.distanceTo(uploadId, position),
       take: (bytes) => {
         const progress = this.progressOf(uploadId);
-        if (bytes.position < progress.scheduled || progress.ahead.has(bytes.position)) return bytes.release();
-        progress.ahead.set(bytes.position, { bytes, chunk: range });
-        if (range.tentative) this.hashUpTo(uploadId, filePath, progress, progress.received);
+        if (this.wait(progress, bytes, range) && range.tentative) this.hashUpTo(uploadId, filePath, progress, progress.received);
       },
       abandon: () => {
         const progress = this.uploads.get(uploadId);
@@ -105,7 +103,7 @@ export class PrefixHashers {
       distanceTo: (position) => this.distanceTo(uploadId, position),
       take: (bytes) => {
         const end = bytes.position + bytes.bytes.length;
-        this.chunk(uploadId, filePath, { start: bytes.position, end, tentative: false }).take(bytes);
+        this.wait(this.progressOf(uploadId), bytes, { start: bytes.position, end, tentative: false });
         this.advance(uploadId, filePath, end);
       },
     };
@@ -155,6 +153,16 @@ export class PrefixHashers {
       progress.ahead.delete(position);
       waiting.bytes.release();
     }
+  }
+
+  /** Queues written bytes of `chunk` for the hash; false (and let go) if the hash is past them or has them. */
+  private wait(progress: Progress, bytes: LandedBytes, chunk: ChunkRange): boolean {
+    if (bytes.position < progress.scheduled || progress.ahead.has(bytes.position)) {
+      bytes.release();
+      return false;
+    }
+    progress.ahead.set(bytes.position, { bytes, chunk });
+    return true;
   }
 
   /** Hands kept bytes at the hash's position to the thread; false if they were evicted meanwhile. */
