@@ -52,6 +52,24 @@ function counting(keeper: Keeper, released: number[], taken: { count: number }):
 
 const sha1 = (bytes: Buffer) => createHash('sha1').update(bytes).digest('hex');
 
+/**
+ * A staged upload of three 2 MiB chunks hashed tentatively (as with a declared sha1), and a writer of
+ * one chunk's bytes (any bytes: a failed attempt's too) that returns the chunk's hashing.
+ */
+async function tentativeUpload() {
+  const chunk = 2 * MiB;
+  const content = randomBytes(3 * chunk);
+  const filePath = await stagedFile(content.length);
+  const hashers = new PrefixHashers();
+  cleanups.push(() => hashers.close());
+  const write = async (index: number, bytes: Buffer) => {
+    const hashing = hashers.chunk('upload', filePath, { start: index * chunk, end: (index + 1) * chunk, tentative: true });
+    await writeInPieces(filePath, bytes, index * chunk, hashing);
+    return hashing;
+  };
+  return { chunk, content, filePath, hashers, write };
+}
+
 describe('staged upload files', () => {
   it('hold exactly the bytes written at block-aligned and unaligned positions (written directly and buffered), with a tail that is not whole blocks', async () => {
     const content = randomBytes(5 * MiB + 12_345);
@@ -106,16 +124,7 @@ describe('staged upload files', () => {
   });
 
   it('hash a tentative chunk while it arrives, and take its bytes back when it fails: the SHA-1 is of the bytes that stay', async () => {
-    const chunk = 2 * MiB;
-    const content = randomBytes(3 * chunk);
-    const filePath = await stagedFile(content.length);
-    const hashers = new PrefixHashers();
-    cleanups.push(() => hashers.close());
-    const range = (index: number) => ({ start: index * chunk, end: (index + 1) * chunk, tentative: true });
-    const write = (index: number, bytes: Buffer) => {
-      const hashing = hashers.chunk('upload', filePath, range(index));
-      return writeInPieces(filePath, bytes, index * chunk, hashing).then(() => hashing);
-    };
+    const { chunk, content, filePath, hashers, write } = await tentativeUpload();
 
     // a first attempt at chunk 0 sends other bytes, and the hash takes them in before the chunk fails
     const failed = await write(0, randomBytes(chunk));
@@ -133,16 +142,7 @@ describe('staged upload files', () => {
   });
 
   it('take back, with a failed chunk, the later chunks the hash ran on into, and read those back from the file', async () => {
-    const chunk = 2 * MiB;
-    const content = randomBytes(3 * chunk);
-    const filePath = await stagedFile(content.length);
-    const hashers = new PrefixHashers();
-    cleanups.push(() => hashers.close());
-    const write = async (index: number, bytes: Buffer) => {
-      const hashing = hashers.chunk('upload', filePath, { start: index * chunk, end: (index + 1) * chunk, tentative: true });
-      await writeInPieces(filePath, bytes, index * chunk, hashing);
-      return hashing;
-    };
+    const { chunk, content, filePath, hashers, write } = await tentativeUpload();
 
     const first = await write(0, randomBytes(chunk));
     await write(1, content.subarray(chunk, 2 * chunk));
