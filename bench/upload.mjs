@@ -249,6 +249,27 @@ export async function uploadBenchmark() {
   }
   console.log(table(['what', 'value', 'target', ''], targetRows, ['l', 'r', 'r', 'l']));
   // (a) and (b) leave the bytes in the page cache; (c) answers only once they are on disk
+  const ceiling = verifyingCeiling(results.nginx, results.sha1);
+  if (ceiling && a) {
+    console.log(`context: a server that cost what (a) cost per GiB (${fixed(ceiling.nginxCpu, 2)} CPU s, curl's included) and hashed as fast as (f) (${fixed(ceiling.sha1Cpu, 2)} s)`);
+    console.log(`  could reach at most ${fixed(ceiling.mibps, 0)} MiB/s on ${os.cpus().length} cores with every core busy = ${fixed(ceiling.mibps / a, 2)} × (a); ${c ? `(c) cost ${fixed(cpuPerGiB(results.chunked), 2)} CPU s per GiB` : ''}`);
+  }
   const d = rate(results.dd);
   if (c && d) console.log(`context: (c)/(f dd conv=fsync) = ${(c / d).toFixed(2)}; (a) and (b) leave the bytes in the page cache, (c) answers once they are on disk`);
+}
+
+const cpuPerGiB = (stage) => (((stage.serverCpu ?? 0) + stage.clientCpu) * 1024 * MiB) / SIZE;
+
+/**
+ * The most any server that verifies the SHA-1 as it stores could reach here: its CPU per GiB is at least
+ * what nginx's PUT cost (receiving and writing, and curl sending) plus the hash; the cores bound the rest.
+ * When that ceiling lies below 0.8 × (a), the target cannot be met on this machine that day, whatever
+ * the code does: the SHA-1 of one stream runs on one core, and the cores are shared with the client.
+ */
+function verifyingCeiling(nginx, sha1) {
+  if (!nginx || nginx.skipped || !sha1) return null;
+  const nginxCpu = cpuPerGiB(nginx);
+  // (f)'s wall time, not its CPU: the hash runs on one core while the reads from the page cache run beside it
+  const sha1Cpu = (sha1.seconds * 1024 * MiB) / SIZE;
+  return { nginxCpu, sha1Cpu, mibps: (os.cpus().length * 1024) / (nginxCpu + sha1Cpu) };
 }
