@@ -60,13 +60,9 @@ export class StagedFile {
     return new StagedFile(filePath, null, Promise.resolve(await fsp.open(filePath, flags & ~O_EXCL)));
   }
 
-  /**
-   * A writer of consecutive bytes from `position` on, through shared slots. With a `keeper`, written
-   * slots stay in memory as the budget allows, each handed to the keeper as soon as it is written (it
-   * must release them). `beforeWrite` runs before each slot is written; if it throws, nothing more is.
-   */
-  writerAt(position: number, keeper?: Keeper, beforeWrite?: () => Promise<void>): SlotWriter {
-    return new SlotWriter(this, position, keeper, beforeWrite);
+  /** A writer of consecutive bytes from `position` on, through shared slots (see SlotWriterOptions). */
+  writerAt(position: number, options: SlotWriterOptions = {}): SlotWriter {
+    return new SlotWriter(this, position, options);
   }
 
   /** Writes all of `bytes` (a slot, or part of one) at `position`: whole blocks directly, the rest buffered. */
@@ -103,27 +99,44 @@ async function writeFully(handle: fsp.FileHandle, bytes: Buffer, position: numbe
   }
 }
 
+/** How a SlotWriter hands on and writes its slots. */
+export interface SlotWriterOptions {
+  /** Takes written slots kept in memory, as the budget allows (it must release them). */
+  keeper?: Keeper;
+  /** Runs before each slot is written; if it throws, nothing more is. */
+  beforeWrite?: () => Promise<void>;
+  /**
+   * The next slot fills while the previous one is written (one slot more per writer). For a stream that
+   * is its upload's only one (a tus PATCH, a form upload): there, writing a slot paused the socket and
+   * nothing else filled the time. Chunk PUTs run several at once and fill it for each other.
+   */
+  writeBehind?: boolean;
+}
+
 /**
- * Gathers a request's pieces into a slot and writes each full slot at its position before
- * filling the next; the socket's buffer holds what arrives meanwhile (a second slot per request, filling
- * during the write, cost 8 MiB of peak RSS for no clear gain in our runs). One write per ~46 KiB piece
- * cost a fifth of the event loop in thread-pool round trips; a write stream per chunk hung on Node 20.
+ * Gathers a request's pieces into a slot and writes each full slot at its position before filling the
+ * next, or with writeBehind while filling it; the socket's buffer holds what arrives meanwhile. One
+ * write per ~46 KiB piece cost a fifth of the event loop in thread-pool round trips; a write stream per
+ * chunk hung on Node 20. For chunk PUTs, four at once, a second slot per request cost 8 MiB of peak RSS
+ * for no clear gain in our runs.
  */
 export class SlotWriter {
   private slot: Buffer | null = null;
   private filled = 0;
   private waitLeftMs = MAX_WAIT_FOR_ROOM_MS;
+  /** With writeBehind: the previous slot's write, landing while the next slot fills. */
+  private landing: Promise<void> | null = null;
 
   constructor(
     private readonly file: StagedFile,
     private position: number,
-    private readonly keeper?: Keeper,
-    private readonly beforeWrite?: () => Promise<void>,
+    private readonly options: SlotWriterOptions,
   ) {}
 
   /**
-   * Gathers `piece`; a promise comes back only when a full slot is being written, and the next add
-   * must wait for it (most pieces only fill: no promise, no microtask per ~64 KiB).
+   * Gathers `piece`; a promise comes back only when a full slot is being written (or, with writeBehind,
+   * when it waits for the previous one), and the next add must wait for it (most pieces only fill: no
+   * promise, no microtask per ~64 KiB).
    */
   add(piece: Buffer): Promise<void> | undefined {
     for (let at = 0; at < piece.length; ) {
@@ -136,35 +149,60 @@ export class SlotWriter {
       at += copied;
       if (this.filled === this.slot.length) {
         const rest = piece.subarray(at);
-        return this.writeSlot().then(() => (rest.length > 0 ? this.add(rest) : undefined));
+        return this.slotFull().then(() => (rest.length > 0 ? this.add(rest) : undefined));
       }
     }
     return undefined;
   }
 
-  /** Writes what is gathered; a failed write rejects here. */
-  finish(): Promise<void> {
-    return this.writeSlot();
+  /** Writes what is gathered, after any write still landing; a failed write rejects here. */
+  async finish(): Promise<void> {
+    await this.settleLanding();
+    await this.writeGathered();
   }
 
-  /** On the way out: frees the slot still filling (one a failure left unwritten). */
-  release(): void {
+  /**
+   * On the way out, once a write still landing has landed (the file may be closed next): frees the slot
+   * still filling (one a failure left unwritten).
+   */
+  async release(): Promise<void> {
+    await this.landing?.catch(() => undefined);
+    this.landing = null;
     if (this.slot) slots.give(this.slot);
     this.slot = null;
   }
 
-  private async writeSlot(): Promise<void> {
+  private async slotFull(): Promise<void> {
+    if (!this.options.writeBehind) return this.writeGathered();
+    await this.settleLanding();
+    const write = this.writeGathered();
+    // a failure surfaces at the next full slot, at finish(), and release() waits for it either way
+    write.catch(() => undefined);
+    this.landing = write;
+  }
+
+  private async settleLanding(): Promise<void> {
+    const landing = this.landing;
+    this.landing = null;
+    await landing;
+  }
+
+  private writeGathered(): Promise<void> {
     const slot = this.slot;
-    if (!slot || this.filled === 0) return;
+    const length = this.filled;
+    if (!slot || length === 0) return Promise.resolve();
     const position = this.position;
-    const keeper = this.keeper;
-    if (keeper && this.waitLeftMs > 0) this.waitLeftMs -= await slots.waitForRoom(() => keeper.distanceTo(position), this.waitLeftMs);
-    await this.beforeWrite?.();
-    const bytes = slot.subarray(0, this.filled);
-    this.position += this.filled;
     this.slot = null;
     this.filled = 0;
+    this.position += length;
+    return this.writeSlot(slot, slot.subarray(0, length), position);
+  }
+
+  private async writeSlot(slot: Buffer, bytes: Buffer, position: number): Promise<void> {
+    const { keeper, beforeWrite } = this.options;
     try {
+      if (keeper && this.waitLeftMs > 0) this.waitLeftMs -= await slots.waitForRoom(() => keeper.distanceTo(position), this.waitLeftMs);
+      await beforeWrite?.();
       await this.file.write(bytes, position);
     } catch (error) {
       slots.give(slot);

@@ -43,7 +43,7 @@ export class TempFiles {
     const filePath = path.join(this.dir, id);
     const key = `temp:${id}`;
     const file = await StagedFile.open(filePath, true);
-    const writer = file.writerAt(0, this.hasher.inOrder(key, filePath));
+    const writer = file.writerAt(0, { keeper: this.hasher.inOrder(key, filePath), writeBehind: true });
     let size = 0;
     try {
       await eachPiece(source, (piece) => {
@@ -58,7 +58,7 @@ export class TempFiles {
       await fsp.rm(filePath, { force: true });
       throw error;
     } finally {
-      writer.release();
+      await writer.release();
       await file.close();
     }
   }

@@ -67,7 +67,7 @@ export class UploadStaging {
       throw error;
     });
     const hash = expectedSha1 ? createHash('sha1') : null;
-    const writer = alreadyReceived ? null : file.writerAt(offset, keeper, beforeWrite);
+    const writer = alreadyReceived ? null : file.writerAt(offset, { keeper, beforeWrite });
     let received = 0;
     let excess = 0;
     try {
@@ -99,7 +99,7 @@ export class UploadStaging {
       if (excess > MAX_DRAINED_EXCESS) lingerThenCut(source);
       throw error;
     } finally {
-      writer?.release();
+      await writer?.release();
       await file.close();
     }
   }

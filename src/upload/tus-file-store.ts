@@ -29,7 +29,7 @@ export class TusFileStore extends FileStore {
     if (!TUS_ID.test(uploadId)) throw ERRORS.FILE_NOT_FOUND;
     const filePath = path.join(this.directory, uploadId);
     const file = await StagedFile.open(filePath);
-    const writer = file.writerAt(offset, this.hashing(uploadId, filePath));
+    const writer = file.writerAt(offset, { keeper: this.hashing(uploadId, filePath), writeBehind: true });
     let received = 0;
     try {
       // an aborted PATCH ends the stream early: what did arrive is written, and the offset says so
@@ -44,7 +44,7 @@ export class TusFileStore extends FileStore {
       await writer.finish().catch(() => undefined);
       throw ERRORS.FILE_WRITE_ERROR;
     } finally {
-      writer.release();
+      await writer.release();
       await file.close();
     }
   }

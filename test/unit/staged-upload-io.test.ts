@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PrefixHashers } from '../../src/upload/prefix-hasher.js';
-import { StagedFile, type Keeper, type LandedBytes } from '../../src/storage/staged-file.js';
+import { StagedFile, type Keeper, type LandedBytes, type SlotWriterOptions } from '../../src/storage/staged-file.js';
 
 const MiB = 1024 * 1024;
 const cleanups: Array<() => Promise<unknown>> = [];
@@ -22,10 +22,10 @@ async function stagedFile(size: number): Promise<string> {
   return file;
 }
 
-/** Writes `bytes` at `position` in pieces of random sizes, as a request body arrives, handing written slots to `keeper`. */
-async function writeInPieces(filePath: string, bytes: Buffer, position: number, keeper?: Keeper): Promise<void> {
+/** Writes `bytes` at `position` in pieces of random sizes, as a request body arrives (written slots go to `options.keeper`). */
+async function writeInPieces(filePath: string, bytes: Buffer, position: number, options: SlotWriterOptions = {}): Promise<void> {
   const file = await StagedFile.open(filePath);
-  const writer = file.writerAt(position, keeper);
+  const writer = file.writerAt(position, options);
   try {
     for (let at = 0; at < bytes.length; ) {
       const length = Math.min(bytes.length - at, 1 + Math.floor(Math.random() * 100_000));
@@ -34,7 +34,7 @@ async function writeInPieces(filePath: string, bytes: Buffer, position: number, 
     }
     await writer.finish();
   } finally {
-    writer.release();
+    await writer.release();
     await file.close();
   }
 }
@@ -64,7 +64,7 @@ async function tentativeUpload() {
   cleanups.push(() => hashers.close());
   const write = async (index: number, bytes: Buffer) => {
     const hashing = hashers.chunk('upload', filePath, { start: index * chunk, end: (index + 1) * chunk, tentative: true });
-    await writeInPieces(filePath, bytes, index * chunk, hashing);
+    await writeInPieces(filePath, bytes, index * chunk, { keeper: hashing });
     return hashing;
   };
   return { chunk, content, filePath, hashers, write };
@@ -108,7 +108,7 @@ describe('staged upload files', () => {
       const position = index * chunk;
       const end = Math.min(position + chunk, content.length);
       const keeper = hashers.chunk('upload', filePath, { start: position, end, tentative: false });
-      await writeInPieces(filePath, content.subarray(position, end), position, counting(keeper, released, taken));
+      await writeInPieces(filePath, content.subarray(position, end), position, { keeper: counting(keeper, released, taken) });
       received.add(index);
       let contiguous = 0;
       while (received.has(contiguous / chunk)) contiguous = Math.min(contiguous + chunk, content.length);
@@ -157,6 +157,49 @@ describe('staged upload files', () => {
     hashers.advance('upload', filePath, content.length);
 
     expect(await hashers.finish('upload', filePath, content.length)).toBe(sha1(content));
+  });
+
+  it('write behind (the next slot filling while the previous one is written): the file holds the stream\'s bytes and the in-order hash is their SHA-1', async () => {
+    const content = randomBytes(5 * MiB + 12_345);
+    const filePath = await stagedFile(content.length);
+    const hashers = new PrefixHashers();
+    cleanups.push(() => hashers.close());
+    await writeInPieces(filePath, content, 0, { keeper: hashers.inOrder('stream', filePath), writeBehind: true });
+
+    expect((await fsp.readFile(filePath)).equals(content)).toBe(true);
+    expect(await hashers.finish('stream', filePath, content.length)).toBe(sha1(content));
+  });
+
+  it('write behind: a slot that fails stops the writer with its error, and nothing after it is written', async () => {
+    const content = randomBytes(4 * MiB);
+    const filePath = await stagedFile(content.length);
+    let slotsStarted = 0;
+    const beforeWrite = async () => {
+      slotsStarted += 1;
+      if (slotsStarted === 2) throw new Error('lost the claim');
+    };
+
+    await expect(writeInPieces(filePath, content, 0, { beforeWrite, writeBehind: true })).rejects.toThrow('lost the claim');
+    const stored = await fsp.readFile(filePath);
+    expect(stored.subarray(0, MiB).equals(content.subarray(0, MiB))).toBe(true);
+    expect(stored.subarray(MiB).equals(Buffer.alloc(3 * MiB))).toBe(true);
+    expect(slotsStarted).toBe(2);
+  });
+
+  it('write behind: release() waits for the slot still landing, so the file can be closed right after it', async () => {
+    const content = randomBytes(2 * MiB);
+    const filePath = await stagedFile(content.length);
+    const file = await StagedFile.open(filePath);
+    const writer = file.writerAt(0, { beforeWrite: () => new Promise((resolve) => setTimeout(resolve, 50)), writeBehind: true });
+    await writer.add(content.subarray(0, MiB));
+    await writer.add(content.subarray(MiB, MiB + 1000));
+    // the request failed here (its body was cut): the writer is let go and the file closed
+    await writer.release();
+    await file.close();
+
+    const stored = await fsp.readFile(filePath);
+    expect(stored.subarray(0, MiB).equals(content.subarray(0, MiB))).toBe(true);
+    expect(stored.subarray(MiB).equals(Buffer.alloc(MiB))).toBe(true);
   });
 
   it('hash a file smaller than one block', async () => {
