@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import fsp from 'node:fs/promises';
+import http from 'node:http';
 import path from 'node:path';
 import { Upload, type DetailedError, type UploadOptions } from 'tus-js-client';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -163,6 +164,30 @@ describe.each(profiles)('tus uploads (%s profile)', (profile) => {
     expect((await tus(alice, 'DELETE', url)).status).toBe(204);
     expect((await tus(alice, 'HEAD', url)).status).toBe(404);
     expect((await downloaded(alice, '/tus', 'kept.bin'))!.equals(bytes)).toBe(true);
+  });
+
+  it('keeps what arrived of a PATCH cut off mid-body: HEAD shows it, and the upload resumes from there to the same bytes', async () => {
+    const alice = await newUser(app);
+    const bytes = randomBytes(4 * MiB);
+    const url = await create(alice, bytes.length, 'cut.bin');
+    const sent = 2 * MiB + 12_345;
+    await new Promise<void>((resolve) => {
+      const headers = { ...TUS, authorization: `Bearer ${alice.token}`, 'upload-offset': '0', 'content-type': 'application/offset+octet-stream', 'content-length': String(bytes.length) };
+      const cut = http.request(url, { method: 'PATCH', headers });
+      cut.on('error', () => undefined);
+      cut.write(bytes.subarray(0, sent), () => setTimeout(() => (cut.destroy(), resolve()), 200));
+    });
+
+    // the server ends the cut PATCH in its own time; until then its lock holds the upload
+    const kept = await vi.waitFor(async () => {
+      const offset = Number(await offsetOf(alice, url));
+      expect(offset).toBeGreaterThan(MiB);
+      return offset;
+    }, { timeout: 10_000, interval: 100 });
+    expect(kept).toBeLessThanOrEqual(sent);
+    const rest = await tus(alice, 'PATCH', url, { 'upload-offset': String(kept), 'content-type': 'application/offset+octet-stream' }, bytes.subarray(kept));
+    expect(rest.status).toBe(204);
+    expect((await downloaded(alice, '/raw', 'cut.bin'))!.equals(bytes)).toBe(true);
   });
 
   it('checks Upload-Checksum on PATCH: a mismatch answers 460 and keeps the offset, a match answers 204', async () => {
