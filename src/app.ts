@@ -1,8 +1,6 @@
-import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import express, { type Express } from 'express';
-import { pinoHttp } from 'pino-http';
 import { requireAuth } from './auth/auth.middleware.js';
 import { privateAuthRoutes, publicAuthRoutes } from './http/auth.routes.js';
 import { adminRoutes } from './http/admin.routes.js';
@@ -12,6 +10,7 @@ import { healthRoutes } from './http/health.routes.js';
 import { tusRoutes } from './http/tus.routes.js';
 import { uploadRoutes } from './http/uploads.routes.js';
 import { Metrics } from './http/metrics.js';
+import { requestLog } from './http/request-log.js';
 import type { Services } from './wiring.js';
 
 // web/ sits beside src/ in the repository and two levels above dist/src/app.js in a build
@@ -25,17 +24,7 @@ export function buildApp(services: Services, metrics = new Metrics(() => service
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', 'loopback');
-  app.use(
-    pinoHttp({
-      logger,
-      genReqId: (req, res) => {
-        const given = req.headers['x-request-id'];
-        const id = typeof given === 'string' && /^[\w.-]{1,64}$/.test(given) ? given : randomUUID();
-        res.setHeader('X-Request-Id', id);
-        return id;
-      },
-    }),
-  );
+  app.use(requestLog(logger));
   app.use(metrics.middleware());
   app.use(healthRoutes(healthChecks, metrics));
   // Chunk bodies are raw bytes whatever their Content-Type: never let the JSON parser take a PUT.
