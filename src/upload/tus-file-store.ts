@@ -8,7 +8,8 @@ import { StagedFile, type Keeper } from '../storage/staged-file.js';
 /** Where a tus upload's written slots go to be hashed, in file order (PrefixHashers.inOrder). */
 export type TusHashing = (uploadId: string, filePath: string) => Keeper;
 
-const TUS_ID = /^[0-9a-f]{32}$/;
+/** The ids @tus/file-store gives its uploads. */
+export const TUS_ID = /^[0-9a-f]{32}$/;
 
 /**
  * @tus/file-store with its PATCH bodies written the way chunked uploads are (StagedFile): 1 MiB slots,
