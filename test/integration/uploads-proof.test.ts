@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { availableProfiles, useApp, type RunningApp } from '../support/app.js';
 import { blobFiles, expectErrorBody, newUser, sha1 } from '../support/files.js';
 import { MiB, complete, forgedProof, proofFor, putChunks, uploadChunked, type Challenge } from '../support/uploads.js';
@@ -205,10 +206,14 @@ describe.each(profiles)('instant upload by proof of possession (%s profile)', (p
     const declared = await bob.request('PATCH', `/api/uploads/${created.json.uploadId}`, { json: { sha1: hash } });
     const challenge = expectChallenge(declared, bytes.length);
     expect(declared.json.uploadId).toBe(created.json.uploadId);
+    const staged = path.join(app.dataDir, 'uploads', `${created.json.uploadId}.part`);
+    expect(await fsp.stat(staged)).toBeTruthy();
     const proven = await bob.post(`/api/uploads/${created.json.uploadId}/proof`, { proof: proofFor(challenge, bytes) });
     expect(proven.status).toBe(201);
     expect(proven.json).toMatchObject({ name: 'later.bin', sha1: hash });
     expect(await contentRows(hash)).toHaveLength(1);
+    // the staged file the session began with is removed once the proof is answered
+    await vi.waitFor(() => expect(fsp.stat(staged)).rejects.toThrow(/ENOENT/), { timeout: 5000 });
   });
 });
 
