@@ -100,7 +100,7 @@ export class UploadStaging {
       throw error;
     } finally {
       await writer?.release();
-      await file.close();
+      file.closeInBackground();
     }
   }
 

@@ -46,7 +46,7 @@ export class TusFileStore extends FileStore {
       throw ERRORS.FILE_WRITE_ERROR;
     } finally {
       await writer.release();
-      await file.close();
+      file.closeInBackground();
     }
   }
 }
