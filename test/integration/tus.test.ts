@@ -190,6 +190,18 @@ describe.each(profiles)('tus uploads (%s profile)', (profile) => {
     expect((await downloaded(alice, '/raw', 'cut.bin'))!.equals(bytes)).toBe(true);
   });
 
+  it('answers HEAD with 404 or 410, not an offset, once an upload it had read was removed by another API node', async () => {
+    const alice = await newUser(app);
+    const url = await create(alice, 1000, 'gone.bin');
+    expect(await offsetOf(alice, url)).toBe('0');
+    const id = new URL(url).pathname.split('/').pop()!;
+    for (const file of [id, `${id}.json`]) await fsp.rm(path.join(app.dataDir, 'tus', file));
+
+    const head = await tus(alice, 'HEAD', url);
+    expect([404, 410]).toContain(head.status);
+    expect(head.headers.get('upload-offset')).toBeNull();
+  });
+
   it('checks Upload-Checksum on PATCH: a mismatch answers 460 and keeps the offset, a match answers 204', async () => {
     const alice = await newUser(app);
     const bytes = randomBytes(300_000);
