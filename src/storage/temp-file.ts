@@ -54,6 +54,8 @@ export class TempFiles {
       await writer.finish();
       return { path: filePath, sha1: await this.hasher.finish(key, filePath, size), size };
     } catch (error) {
+      // a slot still landing hands itself to the hash when it lands: only then is the hash dropped for good
+      await writer.release();
       this.hasher.drop(key);
       await fsp.rm(filePath, { force: true });
       throw error;
