@@ -202,6 +202,21 @@ describe.each(profiles)('tus uploads (%s profile)', (profile) => {
     expect(head.headers.get('upload-offset')).toBeNull();
   });
 
+  it('refuses a PATCH longer than what is left of the upload with 413, keeps no byte past its length, and takes the rest after', async () => {
+    const alice = await newUser(app);
+    const bytes = randomBytes(3 * MiB);
+    const url = await create(alice, bytes.length, 'long.bin');
+    const patch = (offset: number, body: Buffer) =>
+      tus(alice, 'PATCH', url, { 'upload-offset': String(offset), 'content-type': 'application/offset+octet-stream' }, body);
+
+    const tooLong = await patch(0, Buffer.concat([bytes, randomBytes(MiB)]));
+    expect(tooLong.status).toBe(413);
+    const kept = Number(await offsetOf(alice, url));
+    expect(kept).toBeLessThanOrEqual(bytes.length);
+    if (kept < bytes.length) expect((await patch(kept, bytes.subarray(kept))).status).toBe(204);
+    expect((await downloaded(alice, '/raw', 'long.bin'))!.equals(bytes)).toBe(true);
+  });
+
   it('checks Upload-Checksum on PATCH: a mismatch answers 460 and keeps the offset, a match answers 204', async () => {
     const alice = await newUser(app);
     const bytes = randomBytes(300_000);
