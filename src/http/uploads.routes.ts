@@ -10,6 +10,7 @@ import { parseInput } from './validate.js';
 const sha1 = z.string().regex(/^[0-9a-f]{40}$/, 'must be 40 lowercase hex characters');
 // built once: a zod schema costs more to build than to run
 const declareBody = z.object({ sha1 });
+const chunkSha1Header = z.object({ 'X-Chunk-Sha1': sha1 });
 const proofBody = z.object({ proof: z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lowercase hex characters') });
 const MiB = 1024 * 1024;
 
@@ -46,7 +47,7 @@ export function uploadRoutes(
   router.put('/uploads/:id/chunks/:index', async (req, res) => {
     const userId = currentUser(req).userId;
     const header = req.get('x-chunk-sha1');
-    const chunkSha1 = header === undefined ? undefined : parseInput(sha1, header.toLowerCase());
+    const chunkSha1 = header === undefined ? undefined : parseInput(chunkSha1Header, { 'X-Chunk-Sha1': header.toLowerCase() })['X-Chunk-Sha1'];
     const index = /^\d{1,9}$/.test(req.params.index) ? Number(req.params.index) : -1;
     if (index < 0) {
       await uploads.find(userId, req.params.id);

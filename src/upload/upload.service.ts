@@ -92,6 +92,7 @@ export class UploadService {
     if (session.mode !== 'chunks' || session.state !== 'receiving') {
       throw new AppError('upload_state', session.mode === 'proof' ? 'Answer the challenge first.' : 'The upload is no longer receiving.');
     }
+    if (session.chunk_count === 0) throw new AppError('invalid_input', 'An empty upload takes no chunks: complete it.');
     if (!Number.isInteger(index) || index < 0 || index >= session.chunk_count) {
       throw new AppError('invalid_input', `chunk index must be 0…${session.chunk_count - 1}`);
     }

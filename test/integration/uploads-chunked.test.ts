@@ -204,7 +204,7 @@ describe.each(profiles)('chunked uploads (%s profile)', (profile) => {
     expect((await create(alice, { name: 'd.bin', size: 10 * MiB, chunkSize: 256 * KiB })).status).toBe(201);
   });
 
-  it('answers 422 to a chunk that does not match its X-Chunk-Sha1 and keeps it missing', async () => {
+  it('answers 422 to a chunk that does not match its X-Chunk-Sha1 (400 to a malformed one) and keeps it missing', async () => {
     const alice = await newUser(app);
     const source = randomBytes(2 * CHUNK);
     const id = (await create(alice, { name: 'checked.bin', size: source.length, chunkSize: CHUNK })).json.uploadId as string;
@@ -212,6 +212,10 @@ describe.each(profiles)('chunked uploads (%s profile)', (profile) => {
     const wrong = await putChunk(alice, id, 1, chunk, { 'x-chunk-sha1': sha1(chunkOf(source, CHUNK, 0)) });
     expect(wrong.status).toBe(422);
     expect(expectErrorBody(wrong.json).code).toBe('chunk_hash_mismatch');
+    expect((await alice.get(`/api/uploads/${id}`)).json).toMatchObject({ received: 0, missing: [0, 1] });
+    const malformed = await putChunk(alice, id, 1, chunk, { 'x-chunk-sha1': 'not-a-sha1' });
+    expect(malformed.status).toBe(400);
+    expect(expectErrorBody(malformed.json).message).toMatch(/^X-Chunk-Sha1: /);
     expect((await alice.get(`/api/uploads/${id}`)).json).toMatchObject({ received: 0, missing: [0, 1] });
     expect((await putChunk(alice, id, 1, chunk, { 'x-chunk-sha1': sha1(chunk) })).status).toBe(204);
     expect((await alice.get(`/api/uploads/${id}`)).json).toMatchObject({ received: 1, missing: [0] });
@@ -322,11 +326,14 @@ describe.each(profiles)('chunked uploads (%s profile)', (profile) => {
     expect((await alice.get(`/api/uploads/${id}`)).json).toMatchObject({ state: 'receiving', missing: [0] });
   });
 
-  it('completes a 0-byte upload into an empty file', async () => {
+  it('completes a 0-byte upload into an empty file, and answers 400 to a chunk sent to it', async () => {
     const alice = await newUser(app);
     const created = await create(alice, { name: 'empty.txt', size: 0, sha1: EMPTY_SHA1 });
     expect(created.status).toBe(201);
     expect(created.json).toMatchObject({ mode: 'chunks', chunkCount: 0, missing: [] });
+    const chunk = await putChunk(alice, created.json.uploadId, 0, Buffer.alloc(0));
+    expect(chunk.status).toBe(400);
+    expect(expectErrorBody(chunk.json)).toMatchObject({ code: 'invalid_input', message: 'An empty upload takes no chunks: complete it.' });
     const completed = await complete(alice, created.json.uploadId);
     expect(completed.status).toBe(201);
     expect(completed.json).toMatchObject({ name: 'empty.txt', size: 0, sha1: EMPTY_SHA1 });
