@@ -105,9 +105,12 @@ async function sendTusAnswer(res: Response, answer: globalThis.Response): Promis
   });
 }
 
+const SHA1_BASE64 = /^[A-Za-z0-9+/]{27}=$/;
+
 async function patchWithChecksum(tus: TusEndpoint, temp: TempFiles, req: Request, res: Response, header: string): Promise<void> {
   const [algorithm, digest, extra] = header.trim().split(/\s+/);
-  if (algorithm !== 'sha1' || !digest || extra !== undefined) {
+  // checked before the body is read: a digest that is not 20 bytes in base64 can match no body
+  if (algorithm !== 'sha1' || !digest || !SHA1_BASE64.test(digest) || extra !== undefined) {
     res.status(400).set('Tus-Resumable', '1.0.0').json({ error: { code: 'invalid_input', message: 'Upload-Checksum must be "sha1 <base64 digest>"' } });
     return;
   }

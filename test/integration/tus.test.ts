@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Upload, type DetailedError, type UploadOptions } from 'tus-js-client';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { availableProfiles, useApp, type RunningApp } from '../support/app.js';
-import { newUser, sha1 } from '../support/files.js';
+import { expectErrorBody, newUser, sha1 } from '../support/files.js';
 import { MiB } from '../support/uploads.js';
 
 const profiles = await availableProfiles('tus');
@@ -217,7 +217,7 @@ describe.each(profiles)('tus uploads (%s profile)', (profile) => {
     expect((await downloaded(alice, '/raw', 'long.bin'))!.equals(bytes)).toBe(true);
   });
 
-  it('checks Upload-Checksum on PATCH: a mismatch answers 460 and keeps the offset, a match answers 204', async () => {
+  it('checks Upload-Checksum on PATCH: a mismatch answers 460 and keeps the offset, a malformed digest 400, a match 204', async () => {
     const alice = await newUser(app);
     const bytes = randomBytes(300_000);
     const url = await create(alice, bytes.length, 'checked.bin');
@@ -227,6 +227,12 @@ describe.each(profiles)('tus uploads (%s profile)', (profile) => {
 
     const wrong = await patch(0, head, base64Sha1(tail));
     expect(wrong.status).toBe(460);
+    expect(await offsetOf(alice, url)).toBe('0');
+    for (const malformed of ['!!!', base64Sha1(head).slice(0, 20), Buffer.alloc(32).toString('base64')]) {
+      const refused = await patch(0, head, malformed);
+      expect({ malformed, status: refused.status }).toEqual({ malformed, status: 400 });
+      expect(expectErrorBody(await refused.json()).message).toBe('Upload-Checksum must be "sha1 <base64 digest>"');
+    }
     expect(await offsetOf(alice, url)).toBe('0');
     const right = await patch(0, head, base64Sha1(head));
     expect(right.status).toBe(204);
