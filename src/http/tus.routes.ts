@@ -5,7 +5,7 @@ import { NodeRequest, sendNodeResponse } from 'srvx/node';
 import { currentUser } from '../auth/auth.middleware.js';
 import { ERRORS, notFound } from '../errors.js';
 import type { TempFiles } from '../storage/temp-file.js';
-import { USER_HEADER, type TusEndpoint } from '../upload/tus-endpoint.js';
+import { OWNER_METADATA_KEY, USER_HEADER, type TusEndpoint } from '../upload/tus-endpoint.js';
 
 const CHECKSUM_MISMATCH = 460;
 
@@ -79,6 +79,14 @@ function piecesAsWebStream(source: Readable): ReadableStream<Uint8Array> {
   );
 }
 
+/** An Upload-Metadata value (comma-separated `key base64value` pairs) without the owner's pair. */
+function withoutOwner(metadata: string): string {
+  return metadata
+    .split(',')
+    .filter((pair) => pair.trim().split(' ')[0] !== OWNER_METADATA_KEY)
+    .join(',');
+}
+
 /** The error codes of tus's own refusals, by status. */
 const TUS_ERROR_CODES: Record<number, string> = {
   400: 'invalid_input', 403: 'forbidden', 404: 'not_found', 409: 'upload_state', 410: 'not_found', 412: 'invalid_input',
@@ -90,7 +98,12 @@ const TUS_ERROR_CODES: Record<number, string> = {
  * {error: {code, message}} (our hooks' refusals already are), with tus's status and headers.
  */
 async function sendTusAnswer(res: Response, answer: globalThis.Response): Promise<void> {
-  if (answer.status < 400) return sendNodeResponse(res, answer);
+  if (answer.status < 400) {
+    // HEAD shows the metadata kept with the upload: the client's own, not our owner bookkeeping
+    const metadata = answer.headers.get('upload-metadata');
+    if (metadata !== null) answer.headers.set('upload-metadata', withoutOwner(metadata));
+    return sendNodeResponse(res, answer);
+  }
   const text = (await answer.text()).trim();
   answer.headers.forEach((value, name) => {
     if (!/^content-(type|length)$/i.test(name)) res.setHeader(name, value);

@@ -13,6 +13,8 @@ import { TUS_ID, TusFileStore } from './tus-file-store.js';
 
 /** Set by our HTTP layer after authentication (any client-sent value is overwritten). */
 export const USER_HEADER = 'x-filestore-user';
+/** The metadata key under which an upload's owner is kept with it (set by us; never shown to clients). */
+export const OWNER_METADATA_KEY = 'userId';
 const TUS_PATH = '/api/tus';
 /** Owners of uploads already looked up are kept, at most this many (every tus request asks). */
 const MAX_KNOWN_OWNERS = 10_000;
@@ -80,7 +82,7 @@ export class TusEndpoint {
     if (known !== undefined) return known;
     let owner: string | null;
     try {
-      owner = (await this.store.getUpload(id)).metadata?.userId ?? null;
+      owner = (await this.store.getUpload(id)).metadata?.[OWNER_METADATA_KEY] ?? null;
     } catch {
       return null;
     }
@@ -108,7 +110,7 @@ export class TusEndpoint {
     }
     const userId = this.userOf(req);
     this.rememberOwner(upload.id, userId);
-    return { metadata: { ...metadata, filename, folder, userId } };
+    return { metadata: { ...metadata, filename, folder, [OWNER_METADATA_KEY]: userId } };
   }
 
   private rememberOwner(id: string, userId: string): void {

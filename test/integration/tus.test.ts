@@ -152,6 +152,22 @@ describe.each(profiles)('tus uploads (%s profile)', (profile) => {
     expect(await listed(mallory, '/raw')).toEqual([]);
   });
 
+  it("shows the client's metadata on HEAD, never the owner kept with the upload, whose id a client cannot set", async () => {
+    const alice = await newUser(app);
+    const b64 = (text: string) => Buffer.from(text).toString('base64');
+    const created = await tus(alice, 'POST', `${app.baseUrl}/api/tus`, {
+      'upload-length': '10',
+      'upload-metadata': `filename ${b64('meta.txt')},folder ${b64('/raw')},userId ${b64('someone-else')},note ${b64('kept')}`,
+    });
+    expect(created.status).toBe(201);
+    const url = new URL(created.headers.get('location')!, app.baseUrl).toString();
+    const head = await tus(alice, 'HEAD', url);
+    expect(head.status).toBe(200);
+    const pairs = head.headers.get('upload-metadata')!.split(',').map((pair) => pair.trim().split(' '));
+    const shown = Object.fromEntries(pairs.map(([key, value]) => [key, Buffer.from(value ?? '', 'base64').toString()]));
+    expect(shown).toEqual({ filename: 'meta.txt', folder: '/raw', note: 'kept' });
+  });
+
   it('shows a finished upload at Upload-Offset = Upload-Length; DELETE answers 204 and the linked file remains', async () => {
     const alice = await newUser(app);
     const bytes = randomBytes(MiB + 5);
