@@ -4,6 +4,9 @@ import { RedisLease } from './redis-lease.js';
 
 const LEASE_MS = 30_000;
 const RETRY_MS = 50;
+// A release request is a message: one the holder missed (its subscription was being renewed after a
+// reconnect) is sent again, rather than the waiter sitting out the whole acquire timeout.
+const ASK_AGAIN_MS = 1000;
 
 /**
  * A tus Locker shared by every API process through Redis: SET NX with a lease that the holder keeps
@@ -21,6 +24,7 @@ export class RedisLocker implements Locker {
     private readonly subscriber: Redis,
     readonly prefix: string,
     readonly acquireTimeoutMs = 30_000,
+    readonly leaseMs = LEASE_MS,
   ) {
     this.channelPrefix = `${prefix}tus-lock-release:`;
     subscriber.on('pmessage', (_pattern, channel: string) => {
@@ -29,8 +33,16 @@ export class RedisLocker implements Locker {
   }
 
   newLock(id: string): Lock {
-    this.subscribed ??= this.subscriber.psubscribe(`${this.channelPrefix}*`);
     return new RedisLock(this, id);
+  }
+
+  /** Resolves once this process hears release requests (a holder must, from the moment it holds). */
+  listening(): Promise<unknown> {
+    this.subscribed ??= this.subscriber.psubscribe(`${this.channelPrefix}*`).catch((error: unknown) => {
+      this.subscribed = null;
+      throw error;
+    });
+    return this.subscribed;
   }
 
   hold(id: string, release: RequestRelease): void {
@@ -42,7 +54,6 @@ export class RedisLocker implements Locker {
   }
 
   async askToRelease(id: string): Promise<void> {
-    await this.subscribed;
     await this.redis.publish(this.channelPrefix + id, 'release');
   }
 
@@ -64,12 +75,13 @@ class RedisLock implements Lock {
   }
 
   async lock(signal: AbortSignal, requestRelease: RequestRelease): Promise<void> {
+    await this.locker.listening();
     const deadline = Date.now() + this.locker.acquireTimeoutMs;
-    let asked = false;
-    while (!(this.lease = await RedisLease.tryAcquire(this.locker.redis, this.key, LEASE_MS))) {
+    let askedAt = Number.NEGATIVE_INFINITY;
+    while (!(this.lease = await RedisLease.tryAcquire(this.locker.redis, this.key, this.locker.leaseMs))) {
       if (signal.aborted || Date.now() > deadline) throw ERRORS.ERR_LOCK_TIMEOUT;
-      if (!asked) {
-        asked = true;
+      if (Date.now() - askedAt >= ASK_AGAIN_MS) {
+        askedAt = Date.now();
         await this.locker.askToRelease(this.id);
       }
       await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
