@@ -1,0 +1,95 @@
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { availableProfiles, startApp, useApp, type RunningApp } from '../support/app.js';
+import { newUser } from '../support/files.js';
+import { MiB } from '../support/uploads.js';
+
+const profiles = await availableProfiles('tus across two API processes');
+
+type User = Awaited<ReturnType<typeof newUser>>;
+const OCTETS = { 'tus-resumable': '1.0.0', 'content-type': 'application/offset+octet-stream' };
+
+// Two API processes of one cluster: the same database, Redis keys and DATA_DIR (as on one machine).
+describe.skipIf(!profiles.includes('cluster'))('tus across two API processes (cluster profile)', () => {
+  const nodeA = useApp('cluster');
+  let nodeB: RunningApp;
+  beforeAll(async () => {
+    const { DATA_DIR, DB_PRIMARY_URL, DB_REPLICA_URL, REDIS_KEY_PREFIX } = nodeA.services.config;
+    nodeB = await startApp('cluster', { DATA_DIR, DB_PRIMARY_URL: DB_PRIMARY_URL!, DB_REPLICA_URL: DB_REPLICA_URL!, REDIS_KEY_PREFIX });
+  });
+  afterAll(async () => {
+    await nodeB?.close();
+  });
+
+  const on = (node: RunningApp, uploadPath: string) => `${node.baseUrl}${uploadPath}`;
+  const tus = (user: User, method: string, url: string, headers: Record<string, string> = {}, body?: Buffer) =>
+    fetch(url, { method, headers: { 'tus-resumable': '1.0.0', authorization: `Bearer ${user.token}`, ...headers }, body: body && new Uint8Array(body) });
+  const offsetOn = async (user: User, url: string) => Number((await tus(user, 'HEAD', url)).headers.get('upload-offset'));
+  /** Creates an upload on node A; returns its path, which either node serves. */
+  const create = async (user: User, size: number, filename: string) => {
+    const created = await tus(user, 'POST', `${nodeA.baseUrl}/api/tus`, {
+      'upload-length': String(size),
+      'upload-metadata': `filename ${Buffer.from(filename).toString('base64')}`,
+    });
+    expect(created.status).toBe(201);
+    return new URL(created.headers.get('location')!, nodeA.baseUrl).pathname;
+  };
+  const downloaded = async (user: User, node: RunningApp, name: string) => {
+    const files = (await user.get('/api/files?folder=/')).json.files as Array<{ id: string; name: string }>;
+    const file = files.find((f) => f.name === name)!;
+    return Buffer.from(await (await fetch(`${node.baseUrl}/api/files/${file.id}/content`, { headers: { authorization: `Bearer ${user.token}` } })).arrayBuffer());
+  };
+
+  it('serves one upload from both: PATCHes alternate between them, HEAD on either shows the offset, and the file has the exact bytes', async () => {
+    const alice = await newUser(nodeA);
+    const mallory = await newUser(nodeA);
+    const bytes = randomBytes(3 * MiB + 5);
+    const upload = await create(alice, bytes.length, 'both.bin');
+    const cuts = [0, MiB, 2 * MiB + 7, bytes.length];
+    const nodes = [nodeA, nodeB, nodeA];
+    for (const [i, node] of nodes.entries()) {
+      const other = nodes[i] === nodeA ? nodeB : nodeA;
+      expect(await offsetOn(alice, on(other, upload))).toBe(cuts[i]);
+      const patch = await tus(alice, 'PATCH', on(node, upload), { ...OCTETS, 'upload-offset': String(cuts[i]) }, bytes.subarray(cuts[i], cuts[i + 1]));
+      expect(patch.status).toBe(204);
+    }
+    expect(await offsetOn(alice, on(nodeB, upload))).toBe(bytes.length);
+    expect((await tus(mallory, 'HEAD', on(nodeB, upload))).status).toBe(404);
+    expect((await downloaded(alice, nodeB, 'both.bin')).equals(bytes)).toBe(true);
+  });
+
+  it('makes a stalled PATCH on one let go when the client resumes on the other, and the upload completes with the exact bytes', async () => {
+    const alice = await newUser(nodeA);
+    const bytes = randomBytes(4 * MiB);
+    const upload = await create(alice, bytes.length, 'resumed.bin');
+    const sent = 2 * MiB + 12_345;
+    // a PATCH on A that stops sending and stays open (a client whose connection went half-open)
+    const stalled = http.request(on(nodeA, upload), {
+      method: 'PATCH',
+      headers: { ...OCTETS, authorization: `Bearer ${alice.token}`, 'upload-offset': '0', 'content-length': String(bytes.length) },
+    });
+    stalled.on('error', () => undefined);
+    const stalledAnswer = new Promise<number>((resolve) => stalled.on('response', (res) => (res.resume(), resolve(res.statusCode!))));
+    stalled.write(bytes.subarray(0, sent));
+    try {
+      await vi.waitFor(async () => expect(await offsetOn(alice, on(nodeB, upload))).toBeGreaterThanOrEqual(MiB), { timeout: 10_000, interval: 100 });
+
+      // the client resumes on B from where it started: B waits for A to let go, then sees the offset moved
+      const started = performance.now();
+      const resumed = await tus(alice, 'PATCH', on(nodeB, upload), { ...OCTETS, 'upload-offset': '0' }, bytes);
+      expect(resumed.status).toBe(409);
+      expect(performance.now() - started).toBeLessThan(10_000);
+      expect(await stalledAnswer).toBe(204);
+    } finally {
+      stalled.destroy();
+    }
+
+    const kept = await offsetOn(alice, on(nodeB, upload));
+    expect(kept).toBeGreaterThanOrEqual(MiB);
+    expect(kept).toBeLessThanOrEqual(sent);
+    const rest = await tus(alice, 'PATCH', on(nodeB, upload), { ...OCTETS, 'upload-offset': String(kept) }, bytes.subarray(kept));
+    expect(rest.status).toBe(204);
+    expect((await downloaded(alice, nodeA, 'resumed.bin')).equals(bytes)).toBe(true);
+  });
+});
