@@ -2,16 +2,17 @@ import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { availableProfiles, startApp, useApp, type RunningApp } from '../support/app.js';
-import { newUser } from '../support/files.js';
-import { MiB } from '../support/uploads.js';
+import { ApiClient } from '../support/client.js';
+import { newUser, sha1 } from '../support/files.js';
+import { MiB, chunkOf, complete, putChunk, shuffled } from '../support/uploads.js';
 
-const profiles = await availableProfiles('tus across two API processes');
+const profiles = await availableProfiles('two API processes');
 
 type User = Awaited<ReturnType<typeof newUser>>;
 const OCTETS = { 'tus-resumable': '1.0.0', 'content-type': 'application/offset+octet-stream' };
 
 // Two API processes of one cluster: the same database, Redis keys and DATA_DIR (as on one machine).
-describe.skipIf(!profiles.includes('cluster'))('tus across two API processes (cluster profile)', () => {
+describe.skipIf(!profiles.includes('cluster'))('uploads across two API processes (cluster profile)', () => {
   const nodeA = useApp('cluster');
   let nodeB: RunningApp;
   beforeAll(async () => {
@@ -41,7 +42,34 @@ describe.skipIf(!profiles.includes('cluster'))('tus across two API processes (cl
     return Buffer.from(await (await fetch(`${node.baseUrl}/api/files/${file.id}/content`, { headers: { authorization: `Bearer ${user.token}` } })).arrayBuffer());
   };
 
-  it('serves one upload from both: PATCHes alternate between them, HEAD on either shows the offset, and the file has the exact bytes', async () => {
+  it('takes the chunks of one upload from both, in parallel and shuffled, and completes it on either with the exact bytes', async () => {
+    const alice = await newUser(nodeA);
+    const aliceOnB = new ApiClient(nodeB.baseUrl, alice.token);
+    const chunkSize = MiB;
+    const bytes = randomBytes(9 * chunkSize + 333);
+    const created = await alice.post('/api/uploads', { name: 'chunks.bin', size: bytes.length, sha1: sha1(bytes), chunkSize });
+    expect(created.status).toBe(201);
+    const { uploadId, chunkCount } = created.json as { uploadId: string; chunkCount: number };
+    const queue = shuffled([...Array(chunkCount).keys()]);
+    const statuses: number[] = [];
+    await Promise.all([alice, aliceOnB, alice, aliceOnB].map(async (client) => {
+      for (let index = queue.shift(); index !== undefined; index = queue.shift()) {
+        statuses.push((await putChunk(client, uploadId, index, chunkOf(bytes, chunkSize, index))).status);
+      }
+    }));
+    expect(statuses).toEqual(Array(chunkCount).fill(204));
+    expect((await alice.get(`/api/uploads/${uploadId}`)).json).toMatchObject({ received: chunkCount, missing: [] });
+
+    const completed = await complete(aliceOnB, uploadId);
+    expect(completed.status).toBe(201);
+    expect(completed.json).toMatchObject({ sha1: sha1(bytes), size: bytes.length });
+    const again = await complete(alice, uploadId);
+    expect(again.status).toBe(200);
+    expect(again.json.id).toBe(completed.json.id);
+    expect((await downloaded(alice, nodeA, 'chunks.bin')).equals(bytes)).toBe(true);
+  });
+
+  it('serves one tus upload from both: PATCHes alternate between them, HEAD on either shows the offset, and the file has the exact bytes', async () => {
     const alice = await newUser(nodeA);
     const mallory = await newUser(nodeA);
     const bytes = randomBytes(3 * MiB + 5);
@@ -59,7 +87,7 @@ describe.skipIf(!profiles.includes('cluster'))('tus across two API processes (cl
     expect((await downloaded(alice, nodeB, 'both.bin')).equals(bytes)).toBe(true);
   });
 
-  it('makes a stalled PATCH on one let go when the client resumes on the other, and the upload completes with the exact bytes', async () => {
+  it('makes a stalled tus PATCH on one let go when the client resumes on the other, and the upload completes with the exact bytes', async () => {
     const alice = await newUser(nodeA);
     const bytes = randomBytes(4 * MiB);
     const upload = await create(alice, bytes.length, 'resumed.bin');
