@@ -141,7 +141,10 @@ for (const adapter of adapters) {
       }
     });
 
-    it.skipIf(adapter.open !== openRedis)('asks again a holder that missed the request to let go while its Redis connection was down', async () => {
+    // only a Redis lock has a holder in another process, with a connection that can drop and a lease
+    if (adapter.open !== openRedis) return;
+
+    it('asks again a holder that missed the request to let go while its Redis connection was down', async () => {
       const opened = adapter.open({ acquireTimeoutMs: 15_000 });
       try {
         const id = randomUUID();
@@ -159,7 +162,7 @@ for (const adapter of adapters) {
       }
     });
 
-    it.skipIf(adapter.open !== openRedis)('frees the lock of an API process killed while holding it, one lease later', async () => {
+    it('frees the lock of an API process killed while holding it, one lease later', async () => {
       const opened = adapter.open({ acquireTimeoutMs: 10_000, leaseMs: 600 });
       try {
         const id = randomUUID();
