@@ -29,6 +29,7 @@ const schema = z.object({
   READ_YOUR_WRITES_SECONDS: positiveInt.default(5),
   MAX_UPLOAD_BYTES: positiveInt.default(64 * 1024 ** 3),
   UPLOAD_TTL_SECONDS: positiveInt.default(24 * 3600),
+  TUS_LOCK_TIMEOUT_SECONDS: positiveInt.default(30),
   DEDUPE_SCOPE: z.enum(['global', 'user']).default('global'),
   GC_GRACE_SECONDS: positiveInt.default(3600),
   GC_INTERVAL_SECONDS: positiveInt.default(300),

@@ -20,6 +20,7 @@ export const ERRORS = {
   range_not_satisfiable: { status: 416, message: 'The requested range is not satisfiable.' },
   chunk_hash_mismatch: { status: 422, message: 'The chunk does not match its X-Chunk-Sha1.' },
   hash_mismatch: { status: 422, message: 'The uploaded bytes do not match the declared SHA-1; nothing was linked.' },
+  upload_locked: { status: 423, message: 'Another request is writing this upload; try again shortly.' },
   too_many_requests: { status: 429, message: 'Too many attempts; try again later.' },
   internal: { status: 500, message: 'Something went wrong on our side.' },
   insufficient_storage: { status: 507, message: 'The server has no room for these bytes now; try again later.' },

@@ -75,8 +75,9 @@ function openEmbedded(config: Config, logger: Logger): ProfileParts {
   const db = new Database(sqlite, sqlite, { readYourWritesMs: 0, logger });
   const jobs = new SqlJobQueue(db, logger);
   const checkpointer = new SqliteCheckpointer(sqliteFile(config.DATA_DIR), logger);
+  const locker = new MemoryLocker({ acquireLockTimeout: config.TUS_LOCK_TIMEOUT_SECONDS * 1000 });
   return {
-    db, jobs, cache: new MemoryCache(), tracker: new SqlChunkTracker(db), locker: new MemoryLocker(), extraChecks: {},
+    db, jobs, cache: new MemoryCache(), tracker: new SqlChunkTracker(db), locker, extraChecks: {},
     close: async () => {
       await jobs.close();
       await checkpointer.close();
@@ -101,7 +102,7 @@ async function openCluster(config: Config, logger: Logger): Promise<ProfileParts
   redis.on('error', (error) => logger.warn({ err: error }, 'redis connection error'));
   const credentials = { accessKeyId: config.S3_ACCESS_KEY!, secretAccessKey: config.S3_SECRET_KEY!, region: config.S3_REGION };
   const s3 = new S3BlobStore({ endpoint: config.S3_ENDPOINT!, ...credentials }, config.S3_BUCKET!, config.S3_PUBLIC_ENDPOINT);
-  const locker = new RedisLocker(redis, redis.duplicate(), config.REDIS_KEY_PREFIX);
+  const locker = new RedisLocker(redis, redis.duplicate(), config.REDIS_KEY_PREFIX, config.TUS_LOCK_TIMEOUT_SECONDS * 1000);
   const cache = new RedisCache(redis, config.REDIS_KEY_PREFIX);
   // BullMQ needs its own connection with no per-request retry limit (blocking commands).
   const jobs = new BullJobQueue({ url: config.REDIS_URL!, maxRetriesPerRequest: null }, `${config.REDIS_KEY_PREFIX}bull`);

@@ -1,10 +1,10 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Server, type ServerOptions } from '@tus/server';
-import type { Locker, Upload } from '@tus/utils';
+import { ERRORS as TUS_ERRORS, type Locker, type Upload } from '@tus/utils';
 import type { Logger } from 'pino';
 import type { ServerRequest } from 'srvx';
-import { AppError } from '../errors.js';
+import { AppError, ERRORS } from '../errors.js';
 import type { FileService } from '../files/file.service.js';
 import { nameProblem, normalizeFolder } from '../files/names.js';
 import type { TempFiles } from '../storage/temp-file.js';
@@ -36,6 +36,25 @@ function refuse(status: number, code: string, message: string): { status_code: n
 }
 
 /**
+ * The locker, with a lock that waited its whole acquire timeout (another request holds the upload and
+ * did not let go) answering 423 upload_locked, which tus clients retry, instead of @tus's bare 500.
+ */
+function lockedAsRefusal(locker: Locker): Locker {
+  return {
+    newLock(id) {
+      const lock = locker.newLock(id);
+      return {
+        lock: (signal, requestRelease) =>
+          lock.lock(signal, requestRelease).catch((error: unknown) => {
+            throw error === TUS_ERRORS.ERR_LOCK_TIMEOUT ? refuse(ERRORS.upload_locked.status, 'upload_locked', ERRORS.upload_locked.message) : error;
+          }),
+        unlock: () => lock.unlock(),
+      };
+    },
+  };
+}
+
+/**
  * @tus/server v2 with @tus/file-store under DATA_DIR/tus (its writes ours: TusFileStore). Uploads carry
  * their owner in metadata; a finished upload is hashed (as PATCHes land), checked against an optional `sha1`
  * metadata value, and linked through the same path as chunked uploads. The finished upload file is
@@ -59,7 +78,7 @@ export class TusEndpoint {
     const options: ServerOptions & { datastore: TusFileStore } = {
       path: TUS_PATH,
       datastore: this.store,
-      locker: deps.locker,
+      locker: lockedAsRefusal(deps.locker),
       maxSize: deps.maxSize,
       respectForwardedHeaders: false,
       onUploadCreate: (req, upload) => this.onCreate(req, upload),
