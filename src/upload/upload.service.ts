@@ -44,6 +44,13 @@ export interface NewUpload {
 
 /** Upload sessions: creation (chunks or proof), chunk intake, state, cancel, expiry. */
 export class UploadService {
+  /**
+   * Sessions this process discarded lately (cancelled or expired). A chunk still arriving for one of them
+   * would otherwise mark itself received and hand its bytes to the hash after the discard had cleared
+   * both, leaving a tracker row and a hash state nothing removes.
+   */
+  private readonly discarded = new Set<string>();
+
   constructor(private readonly deps: UploadServiceDeps) {}
 
   async create(userId: string, request: NewUpload): Promise<CreateAnswer> {
@@ -139,6 +146,12 @@ export class UploadService {
       hashing.abandon();
       throw error;
     }
+    if (this.discarded.has(id)) {
+      hashing.abandon();
+      this.deps.hashers.drop(id);
+      await this.deps.tracker.forget(id);
+      throw notFound();
+    }
     this.deps.hashers.advance(id, filePath, contiguous);
     return length;
   }
@@ -180,6 +193,8 @@ export class UploadService {
   }
 
   private async discard(id: string): Promise<void> {
+    if (this.discarded.size >= MAX_REMEMBERED_DISCARDS) this.discarded.delete(this.discarded.values().next().value!);
+    this.discarded.add(id);
     this.deps.hashers.drop(id);
     await this.deps.staging.remove(id);
     await this.deps.tracker.forget(id);
@@ -223,6 +238,9 @@ export class UploadService {
     };
   }
 }
+
+/** How many discarded session ids are remembered (the oldest goes first); a chunk outlives its session by seconds. */
+const MAX_REMEMBERED_DISCARDS = 10_000;
 
 /** The user's unexpired session `id`; unknown, foreign, expired and malformed ids all answer 404. */
 export async function findLiveSession(uploads: UploadsRepository, userId: string, id: string): Promise<UploadRow> {

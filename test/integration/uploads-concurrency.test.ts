@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import fsp from 'node:fs/promises';
+import http from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { availableProfiles, useApp } from '../support/app.js';
 import { blobFiles, newUser, sha1 } from '../support/files.js';
-import { MiB, complete, putChunks, shuffled, uploadChunked } from '../support/uploads.js';
+import { MiB, chunkOf, complete, putChunks, shuffled, uploadChunked } from '../support/uploads.js';
 
 const profiles = await availableProfiles('concurrent uploads');
 
@@ -68,6 +69,34 @@ describe.each(profiles)('concurrent chunked uploads of different content (%s pro
       expect(completed.json.sha1).toBe(sha1(sources[i]!));
       expect((await user.get(`/api/files/${completed.json.id}/content`)).bytes.equals(sources[i]!)).toBe(true);
     }
+  });
+
+  it('answers 404 to a chunk still arriving when its upload is cancelled, and keeps no record of that chunk', async () => {
+    const alice = await newUser(app);
+    const chunkSize = 4 * MiB;
+    const source = randomBytes(2 * chunkSize);
+    const id = (await alice.post('/api/uploads', { name: 'cancelled.bin', size: source.length, chunkSize })).json.uploadId as string;
+    const chunk = chunkOf(source, chunkSize, 0);
+    let sendRest = () => {};
+    const answer = new Promise<number>((resolve, reject) => {
+      const req = http.request(`${app.baseUrl}/api/uploads/${id}/chunks/0`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${alice.token}`, 'content-length': String(chunk.length) },
+      });
+      req.on('response', (res) => res.resume().on('end', () => resolve(res.statusCode!)));
+      req.on('error', reject);
+      req.write(chunk.subarray(0, 3 * MiB));
+      sendRest = () => req.end(chunk.subarray(3 * MiB));
+    });
+    // the chunk is being received (most of it written) when its upload is cancelled
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect((await alice.request('DELETE', `/api/uploads/${id}`)).status).toBe(204);
+    sendRest();
+
+    expect(await answer).toBe(404);
+    expect((await alice.get(`/api/uploads/${id}`)).status).toBe(404);
+    if (profile === 'embedded') expect(await app.services.db.primary('upload_chunks').where({ upload_id: id })).toEqual([]);
+    expect(await fsp.readdir(path.join(app.dataDir, 'uploads'))).not.toContain(`${id}.part`);
   });
 });
 
