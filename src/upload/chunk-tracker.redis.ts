@@ -1,9 +1,14 @@
 import type { Redis } from 'ioredis';
-import type { ChunkClaim, ChunkTracker } from './chunk-tracker.js';
+import { FORGOTTEN_SECONDS, type ChunkClaim, type ChunkTracker } from './chunk-tracker.js';
 import { RedisLease } from './redis-lease.js';
 
 // A claim lives this long past its holder's last renewal: a killed holder blocks its chunk that long.
 const CLAIM_LEASE_MS = 6000;
+// Sets the chunk's bit unless the upload was forgotten (KEYS: bitmap, tombstone; ARGV: index, ttl).
+const MARK = `if redis.call('exists', KEYS[2]) == 1 then return 0 end
+redis.call('setbit', KEYS[1], ARGV[1], 1)
+redis.call('expire', KEYS[1], ARGV[2])
+return 1`;
 
 /**
  * The cluster profile's tracker: one Redis bitmap per upload (SETBIT/GETRANGE/BITPOS), expiring with the
@@ -23,9 +28,8 @@ export class RedisChunkTracker implements ChunkTracker {
     return lease ?? { retryAfterSeconds: Math.max(1, Math.ceil((await this.redis.pttl(key)) / 1000)) };
   }
 
-  async mark(uploadId: string, index: number, ttlSeconds: number): Promise<void> {
-    const key = this.key(uploadId);
-    await this.redis.multi().setbit(key, index, 1).expire(key, ttlSeconds).exec();
+  async mark(uploadId: string, index: number, ttlSeconds: number): Promise<boolean> {
+    return (await this.redis.eval(MARK, 2, this.key(uploadId), this.forgottenKey(uploadId), index, ttlSeconds)) === 1;
   }
 
   async has(uploadId: string, index: number): Promise<boolean> {
@@ -44,10 +48,14 @@ export class RedisChunkTracker implements ChunkTracker {
   }
 
   async forget(uploadId: string): Promise<void> {
-    await this.redis.del(this.key(uploadId));
+    await this.redis.multi().set(this.forgottenKey(uploadId), '1', 'EX', FORGOTTEN_SECONDS).del(this.key(uploadId)).exec();
   }
 
   private key(uploadId: string): string {
     return `${this.prefix}upload:${uploadId}:chunks`;
+  }
+
+  private forgottenKey(uploadId: string): string {
+    return `${this.prefix}upload:${uploadId}:forgotten`;
   }
 }

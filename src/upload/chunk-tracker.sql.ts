@@ -1,5 +1,5 @@
 import type { Database } from '../db/database.js';
-import type { ChunkClaim, ChunkTracker } from './chunk-tracker.js';
+import { MAX_FORGOTTEN_REMEMBERED, type ChunkClaim, type ChunkTracker } from './chunk-tracker.js';
 
 /**
  * The embedded profile's tracker: one row per received chunk in SQLite (expired with its session). The
@@ -14,6 +14,8 @@ export class SqlChunkTracker implements ChunkTracker {
    * upload in 256 KiB chunks cost 2.4 ms of the event loop per chunk, against 1.1 ms for an eighth of it.
    */
   private readonly knownPrefix = new Map<string, number>();
+  /** Uploads forgotten lately (the profile's one process sees every forget), oldest first. */
+  private readonly forgotten = new Set<string>();
 
   constructor(private readonly db: Database) {}
 
@@ -24,8 +26,10 @@ export class SqlChunkTracker implements ChunkTracker {
     return { held: async () => true, release: async () => void this.claimed.delete(key) };
   }
 
-  async mark(uploadId: string, index: number): Promise<void> {
+  async mark(uploadId: string, index: number): Promise<boolean> {
+    if (this.forgotten.has(uploadId)) return false;
     await this.db.write(null, (db) => db('upload_chunks').insert({ upload_id: uploadId, chunk_index: index }).onConflict().ignore());
+    return true;
   }
 
   async has(uploadId: string, index: number): Promise<boolean> {
@@ -60,6 +64,8 @@ export class SqlChunkTracker implements ChunkTracker {
 
   async forget(uploadId: string): Promise<void> {
     this.knownPrefix.delete(uploadId);
+    if (this.forgotten.size >= MAX_FORGOTTEN_REMEMBERED) this.forgotten.delete(this.forgotten.values().next().value!);
+    this.forgotten.add(uploadId);
     await this.db.write(null, (db) => db('upload_chunks').where({ upload_id: uploadId }).delete());
   }
 }

@@ -9,7 +9,11 @@ export interface ChunkTracker {
    * answers how long to wait.
    */
   claim(uploadId: string, index: number): Promise<ChunkClaim | { retryAfterSeconds: number }>;
-  mark(uploadId: string, index: number, ttlSeconds: number): Promise<void>;
+  /**
+   * Records chunk `index` as received; false, recording nothing, when the upload was forgotten meanwhile
+   * (its session cancelled or expired while the chunk was arriving, in any process).
+   */
+  mark(uploadId: string, index: number, ttlSeconds: number): Promise<boolean>;
   has(uploadId: string, index: number): Promise<boolean>;
   /**
    * How many chunks from index 0 on are received without a gap (the first missing index, or chunkCount).
@@ -18,8 +22,13 @@ export interface ChunkTracker {
   receivedPrefix(uploadId: string, chunkCount: number): Promise<number>;
   /** One flag per chunk, true when received. */
   received(uploadId: string, chunkCount: number): Promise<boolean[]>;
+  /** Drops what is recorded of the upload; marks that come later record nothing (see mark). */
   forget(uploadId: string): Promise<void>;
 }
+
+/** How long, or for how many uploads, a forgotten upload refuses marks: a chunk outlives its session by seconds. */
+export const FORGOTTEN_SECONDS = 3600;
+export const MAX_FORGOTTEN_REMEMBERED = 10_000;
 
 export interface ChunkClaim {
   /** Whether the claim is still this request's (a process frozen past its lease has lost it). */

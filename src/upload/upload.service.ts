@@ -44,13 +44,6 @@ export interface NewUpload {
 
 /** Upload sessions: creation (chunks or proof), chunk intake, state, cancel, expiry. */
 export class UploadService {
-  /**
-   * Sessions this process discarded lately (cancelled or expired). A chunk still arriving for one of them
-   * would otherwise mark itself received and hand its bytes to the hash after the discard had cleared
-   * both, leaving a tracker row and a hash state nothing removes.
-   */
-  private readonly discarded = new Set<string>();
-
   constructor(private readonly deps: UploadServiceDeps) {}
 
   async create(userId: string, request: NewUpload): Promise<CreateAnswer> {
@@ -129,6 +122,7 @@ export class UploadService {
     const filePath = this.deps.staging.pathOf(id);
     const hashing = this.deps.hashers.chunk(id, filePath, { start: offset, end: offset + length, tentative: session.sha1 !== null });
     let contiguous: number;
+    let discarded = false;
     try {
       await this.deps.staging.writeChunk(id, offset, length, body, {
         expectedSha1: chunkSha1,
@@ -139,18 +133,16 @@ export class UploadService {
       if (already) return length;
       await stillOurs();
       const ttl = Math.max(1, Math.ceil((session.expires_at - Date.now()) / 1000));
-      await this.deps.tracker.mark(id, index, ttl);
+      // discarded (cancelled, expired) while this chunk arrived: the discard has cleared the hash and the
+      // marks already, so this chunk must leave neither behind
+      discarded = !(await this.deps.tracker.mark(id, index, ttl));
+      if (discarded) throw notFound();
       const prefix = await this.deps.tracker.receivedPrefix(id, session.chunk_count);
       contiguous = Math.min(prefix * session.chunk_size, session.size);
     } catch (error) {
       hashing.abandon();
+      if (discarded) this.deps.hashers.drop(id);
       throw error;
-    }
-    if (this.discarded.has(id)) {
-      hashing.abandon();
-      this.deps.hashers.drop(id);
-      await this.deps.tracker.forget(id);
-      throw notFound();
     }
     this.deps.hashers.advance(id, filePath, contiguous);
     return length;
@@ -193,12 +185,12 @@ export class UploadService {
   }
 
   private async discard(id: string): Promise<void> {
-    if (this.discarded.size >= MAX_REMEMBERED_DISCARDS) this.discarded.delete(this.discarded.values().next().value!);
-    this.discarded.add(id);
     this.deps.hashers.drop(id);
     await this.deps.staging.remove(id);
     await this.deps.tracker.forget(id);
     await this.deps.uploads.remove(id);
+    // again: a chunk marked just before the forget may have handed its bytes to the hash meanwhile
+    this.deps.hashers.drop(id);
   }
 
   /**
@@ -238,9 +230,6 @@ export class UploadService {
     };
   }
 }
-
-/** How many discarded session ids are remembered (the oldest goes first); a chunk outlives its session by seconds. */
-const MAX_REMEMBERED_DISCARDS = 10_000;
 
 /** The user's unexpired session `id`; unknown, foreign, expired and malformed ids all answer 404. */
 export async function findLiveSession(uploads: UploadsRepository, userId: string, id: string): Promise<UploadRow> {

@@ -92,6 +92,17 @@ for (const adapter of adapters) {
       expect(await opened.tracker.receivedPrefix(uploadId, 10)).toBe(0);
     });
 
+    it('records nothing for an upload forgotten meanwhile (a chunk that outlived its session): mark answers false', async () => {
+      const uploadId = randomUUID();
+      expect(await opened.tracker.mark(uploadId, 0, 60)).toBe(true);
+      await opened.tracker.forget(uploadId);
+      expect(await opened.tracker.mark(uploadId, 1, 60)).toBe(false);
+      expect(await opened.tracker.received(uploadId, 3)).toEqual([false, false, false]);
+      expect(await opened.tracker.receivedPrefix(uploadId, 3)).toBe(0);
+      // other uploads are not affected
+      expect(await opened.tracker.mark(randomUUID(), 0, 60)).toBe(true);
+    });
+
     it('counts the chunks received from index 0 up to the first gap, as the gaps fill in any order', async () => {
       const uploadId = randomUUID();
       const chunkCount = 700; // longer than one step of the embedded walk (256 rows)

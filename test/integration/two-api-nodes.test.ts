@@ -1,6 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { RedisChunkTracker } from '../../src/upload/chunk-tracker.redis.js';
 import { availableProfiles, startApp, useApp, type RunningApp } from '../support/app.js';
 import { ApiClient } from '../support/client.js';
 import { newUser, sha1 } from '../support/files.js';
@@ -67,6 +69,33 @@ describe.skipIf(!profiles.includes('cluster'))('uploads across two API processes
     expect(again.status).toBe(200);
     expect(again.json.id).toBe(completed.json.id);
     expect((await downloaded(alice, nodeA, 'chunks.bin')).equals(bytes)).toBe(true);
+  });
+
+  it('answers 404 to a chunk still arriving on one when the upload is cancelled on the other, and records nothing of it', async () => {
+    const alice = await newUser(nodeA);
+    const aliceOnB = new ApiClient(nodeB.baseUrl, alice.token);
+    const chunkSize = 4 * MiB;
+    const chunk = randomBytes(chunkSize);
+    const id = (await alice.post('/api/uploads', { name: 'cancelled.bin', size: 2 * chunkSize, chunkSize })).json.uploadId as string;
+    const onA = http.request(`${nodeA.baseUrl}/api/uploads/${id}/chunks/0`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${alice.token}`, 'content-length': String(chunkSize) },
+    });
+    onA.on('error', () => undefined);
+    const answer = new Promise<number>((resolve) => onA.on('response', (res) => (res.resume(), resolve(res.statusCode!))));
+    onA.write(chunk.subarray(0, 3 * MiB));
+    await new Promise((resolve) => setTimeout(resolve, 500));
+
+    expect((await aliceOnB.request('DELETE', `/api/uploads/${id}`)).status).toBe(204);
+    onA.end(chunk.subarray(3 * MiB));
+    expect(await answer).toBe(404);
+    expect((await alice.get(`/api/uploads/${id}`)).status).toBe(404);
+    const redis = new Redis(nodeA.services.config.REDIS_URL!);
+    try {
+      expect(await new RedisChunkTracker(redis, nodeA.services.config.REDIS_KEY_PREFIX).received(id, 2)).toEqual([false, false]);
+    } finally {
+      redis.disconnect();
+    }
   });
 
   it('serves one tus upload from both: PATCHes alternate between them, HEAD on either shows the offset, and the file has the exact bytes', async () => {
