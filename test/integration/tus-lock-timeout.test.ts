@@ -3,6 +3,7 @@ import type { Locker } from '@tus/utils';
 import { describe, expect, it } from 'vitest';
 import { availableProfiles, useApp } from '../support/app.js';
 import { expectErrorBody, newUser } from '../support/files.js';
+import { tusRequest } from '../support/tus.js';
 
 const profiles = await availableProfiles('tus lock timeout');
 
@@ -12,8 +13,7 @@ describe.each(profiles)('tus lock timeout (%s profile)', (profile) => {
   it('answers 423 upload_locked to a PATCH that waited TUS_LOCK_TIMEOUT_SECONDS for a holder that did not let go, and takes it once let go', async () => {
     const alice = await newUser(app);
     const bytes = randomBytes(1000);
-    const tus = (method: string, url: string, headers: Record<string, string> = {}, body?: Buffer) =>
-      fetch(url, { method, headers: { 'tus-resumable': '1.0.0', authorization: `Bearer ${alice.token}`, ...headers }, body: body && new Uint8Array(body) });
+    const tus = (method: string, url: string, headers: Record<string, string> = {}, body?: Buffer) => tusRequest(alice, method, url, headers, body);
     const created = await tus('POST', `${app.baseUrl}/api/tus`, { 'upload-length': String(bytes.length), 'upload-metadata': `filename ${Buffer.from('locked.bin').toString('base64')}` });
     expect(created.status).toBe(201);
     const url = new URL(created.headers.get('location')!, app.baseUrl).toString();

@@ -6,6 +6,7 @@ import { Upload, type DetailedError, type UploadOptions } from 'tus-js-client';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { availableProfiles, useApp, type RunningApp } from '../support/app.js';
 import { expectErrorBody, newUser, sha1 } from '../support/files.js';
+import { tusRequest } from '../support/tus.js';
 import { MiB } from '../support/uploads.js';
 
 const profiles = await availableProfiles('tus');
@@ -35,8 +36,7 @@ function tusUpload(app: RunningApp, user: User, bytes: Buffer, options: Partial<
 describe.each(profiles)('tus uploads (%s profile)', (profile) => {
   const app = useApp(profile);
 
-  const tus = (user: User, method: string, url: string, headers: Record<string, string> = {}, body?: Buffer) =>
-    fetch(url, { method, headers: { ...TUS, authorization: `Bearer ${user.token}`, ...headers }, body: body && new Uint8Array(body) });
+  const tus = tusRequest;
   const listed = async (user: User, folder: string) => (await user.get(`/api/files?folder=${encodeURIComponent(folder)}`)).json?.files ?? [];
   const downloaded = async (user: User, folder: string, name: string) => {
     const file = (await listed(user, folder)).find((f: { name: string }) => f.name === name);

@@ -6,6 +6,7 @@ import { RedisChunkTracker } from '../../src/upload/chunk-tracker.redis.js';
 import { availableProfiles, startApp, useApp, type RunningApp } from '../support/app.js';
 import { ApiClient } from '../support/client.js';
 import { newUser, sha1 } from '../support/files.js';
+import { tusRequest } from '../support/tus.js';
 import { MiB, chunkOf, complete, putChunk, shuffled } from '../support/uploads.js';
 
 const profiles = await availableProfiles('two API processes');
@@ -26,8 +27,7 @@ describe.skipIf(!profiles.includes('cluster'))('uploads across two API processes
   });
 
   const on = (node: RunningApp, uploadPath: string) => `${node.baseUrl}${uploadPath}`;
-  const tus = (user: User, method: string, url: string, headers: Record<string, string> = {}, body?: Buffer) =>
-    fetch(url, { method, headers: { 'tus-resumable': '1.0.0', authorization: `Bearer ${user.token}`, ...headers }, body: body && new Uint8Array(body) });
+  const tus = tusRequest;
   const offsetOn = async (user: User, url: string) => Number((await tus(user, 'HEAD', url)).headers.get('upload-offset'));
   /** Creates an upload on node A; returns its path, which either node serves. */
   const create = async (user: User, size: number, filename: string) => {
@@ -41,7 +41,7 @@ describe.skipIf(!profiles.includes('cluster'))('uploads across two API processes
   const downloaded = async (user: User, node: RunningApp, name: string) => {
     const files = (await user.get('/api/files?folder=/')).json.files as Array<{ id: string; name: string }>;
     const file = files.find((f) => f.name === name)!;
-    return Buffer.from(await (await fetch(`${node.baseUrl}/api/files/${file.id}/content`, { headers: { authorization: `Bearer ${user.token}` } })).arrayBuffer());
+    return (await new ApiClient(node.baseUrl, user.token).get(`/api/files/${file.id}/content`)).bytes;
   };
 
   it('takes the chunks of one upload from both, in parallel and shuffled, and completes it on either with the exact bytes', async () => {
