@@ -10,6 +10,7 @@ export const ERRORS = {
   forbidden: { status: 403, message: 'You may not do this.' },
   proof_rejected: { status: 403, message: 'The proof of possession is wrong or its challenge is used up or expired; upload the bytes.' },
   not_found: { status: 404, message: 'Not found.' },
+  method_not_allowed: { status: 405, message: 'This method is not allowed here.' },
   username_taken: { status: 409, message: 'That username is taken.' },
   name_conflict: { status: 409, message: 'An item with that name already exists in that folder.' },
   missing_chunks: { status: 409, message: 'Some chunks have not been received yet.' },

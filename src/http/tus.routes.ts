@@ -3,9 +3,9 @@ import { Readable, finished } from 'node:stream';
 import { Router, type Request, type Response } from 'express';
 import { NodeRequest, sendNodeResponse } from 'srvx/node';
 import { currentUser } from '../auth/auth.middleware.js';
-import { ERRORS, notFound } from '../errors.js';
+import { AppError, ERRORS, notFound } from '../errors.js';
 import type { TempFiles } from '../storage/temp-file.js';
-import { OWNER_METADATA_KEY, USER_HEADER, type TusEndpoint } from '../upload/tus-endpoint.js';
+import { FILE_ID_HEADER, FILE_METADATA_KEY, OWNER_METADATA_KEY, USER_HEADER, type TusEndpoint } from '../upload/tus-endpoint.js';
 
 const CHECKSUM_MISMATCH = 460;
 
@@ -17,20 +17,37 @@ const CHECKSUM_MISMATCH = 460;
 export function tusRoutes(tus: TusEndpoint, temp: TempFiles): Router {
   const router = Router();
   router.all(['/tus', '/tus/{*rest}'], async (req, res) => {
+    // @tus/server would also serve GET (an upload's bytes): not part of tus, and a linked upload holds none
+    if (!TUS_METHODS.includes(req.method)) {
+      throw new AppError('method_not_allowed', `tus takes ${TUS_METHODS.join(', ')}.`, {}, { Allow: TUS_METHODS.join(', ') });
+    }
     const userId = currentUser(req).userId;
     req.headers[USER_HEADER] = userId;
     const id = req.path.replace(/^\/tus\/?/, '');
     if (id && (await tus.ownerOf(id)) !== userId) throw notFound();
-    req.url = req.originalUrl;
+    // @tus/server takes the upload id from the end of the whole URL, query included ("?x=/<id>"): it sees
+    // only the path whose id was checked above
+    req.url = req.originalUrl.split('?')[0]!;
     res.setHeader('Tus-Checksum-Algorithm', 'sha1');
+    if (req.method === 'PATCH') checkPatchHeaders(req);
     const checksum = req.method === 'PATCH' ? req.get('upload-checksum') : undefined;
     if (checksum === undefined) {
       await sendTusAnswer(res, await tus.server.handleWeb(tusRequest(req, res)));
       return;
     }
-    await patchWithChecksum(tus, temp, req, res, checksum);
+    await patchWithChecksum(tus, temp, id, req, res, checksum);
   });
   return router;
+}
+
+const TUS_METHODS = ['OPTIONS', 'HEAD', 'POST', 'PATCH', 'DELETE'];
+
+/** What @tus/server answers with 403 (a status our clients read as "not yours"): a 400 here instead. */
+function checkPatchHeaders(req: Request): void {
+  if (!/^\d+$/.test(req.get('upload-offset') ?? '')) throw new AppError('invalid_input', 'PATCH needs Upload-Offset: the offset it writes at.');
+  if (req.get('content-type') !== 'application/offset+octet-stream') {
+    throw new AppError('invalid_input', 'PATCH needs Content-Type: application/offset+octet-stream.');
+  }
 }
 
 /**
@@ -79,17 +96,23 @@ function piecesAsWebStream(source: Readable): ReadableStream<Uint8Array> {
   );
 }
 
-/** An Upload-Metadata value (comma-separated `key base64value` pairs) without the owner's pair. */
-function withoutOwner(metadata: string): string {
-  return metadata
-    .split(',')
-    .filter((pair) => pair.trim().split(' ')[0] !== OWNER_METADATA_KEY)
-    .join(',');
+/**
+ * An Upload-Metadata value (comma-separated `key base64value` pairs) as the client sent it: without the
+ * server's own pairs. The linked file's id is shown as a header instead.
+ */
+function clientMetadata(metadata: string): { metadata: string; fileId: string | null } {
+  let fileId: string | null = null;
+  const pairs = metadata.split(',').filter((pair) => {
+    const [key, value = ''] = pair.trim().split(' ');
+    if (key === FILE_METADATA_KEY) fileId = Buffer.from(value, 'base64').toString();
+    return key !== OWNER_METADATA_KEY && key !== FILE_METADATA_KEY;
+  });
+  return { metadata: pairs.join(','), fileId };
 }
 
 /** The error codes of tus's own refusals, by status. */
 const TUS_ERROR_CODES: Record<number, string> = {
-  400: 'invalid_input', 403: 'forbidden', 404: 'not_found', 409: 'upload_state', 410: 'not_found', 412: 'invalid_input',
+  400: 'invalid_input', 404: 'not_found', 409: 'upload_state', 410: 'not_found', 412: 'invalid_input',
   413: 'payload_too_large', 415: 'unsupported_media_type', 460: 'checksum_mismatch', 501: 'not_implemented',
 };
 
@@ -101,7 +124,11 @@ async function sendTusAnswer(res: Response, answer: globalThis.Response): Promis
   if (answer.status < 400) {
     // HEAD shows the metadata kept with the upload: the client's own, not our owner bookkeeping
     const metadata = answer.headers.get('upload-metadata');
-    if (metadata !== null) answer.headers.set('upload-metadata', withoutOwner(metadata));
+    if (metadata !== null) {
+      const shown = clientMetadata(metadata);
+      answer.headers.set('upload-metadata', shown.metadata);
+      if (shown.fileId) answer.headers.set(FILE_ID_HEADER, shown.fileId);
+    }
     return sendNodeResponse(res, answer);
   }
   const text = (await answer.text()).trim();
@@ -120,14 +147,25 @@ async function sendTusAnswer(res: Response, answer: globalThis.Response): Promis
 
 const SHA1_BASE64 = /^[A-Za-z0-9+/]{27}=$/;
 
-async function patchWithChecksum(tus: TusEndpoint, temp: TempFiles, req: Request, res: Response, header: string): Promise<void> {
+async function patchWithChecksum(tus: TusEndpoint, temp: TempFiles, id: string, req: Request, res: Response, header: string): Promise<void> {
   const [algorithm, digest, extra] = header.trim().split(/\s+/);
   // checked before the body is read: a digest that is not 20 bytes in base64 can match no body
   if (algorithm !== 'sha1' || !digest || !SHA1_BASE64.test(digest) || extra !== undefined) {
     res.status(400).set('Tus-Resumable', '1.0.0').json({ error: { code: 'invalid_input', message: 'Upload-Checksum must be "sha1 <base64 digest>"' } });
     return;
   }
-  const staged = await temp.write(req);
+  // The body is staged whole before @tus/server sees it, so what @tus/server would refuse is refused
+  // here first, before it takes any disk: a wrong offset, a body longer than the upload has room for.
+  const { offset, room } = await tus.progressOf(id);
+  const refuse = (code: 'upload_state' | 'payload_too_large', message: string) => new AppError(code, message, {}, { 'Tus-Resumable': '1.0.0' });
+  if (Number(req.get('upload-offset')) !== offset) throw refuse('upload_state', `Upload-Offset is not the upload's offset (${offset}).`);
+  const tooLong = () => refuse('payload_too_large', `The body is longer than the ${room} bytes the upload still takes.`);
+  if (Number(req.get('content-length') ?? 0) > room) throw tooLong();
+  let received = 0;
+  const staged = await temp.write(req, (count) => {
+    received += count;
+    if (received > room) throw tooLong();
+  });
   try {
     if (Buffer.from(digest, 'base64').toString('hex') !== staged.sha1) {
       res.status(CHECKSUM_MISMATCH).set('Tus-Resumable', '1.0.0').json({ error: { code: 'checksum_mismatch', message: 'The PATCH body does not match Upload-Checksum.' } });
@@ -137,10 +175,10 @@ async function patchWithChecksum(tus: TusEndpoint, temp: TempFiles, req: Request
     for (const [name, value] of Object.entries(req.headers)) if (typeof value === 'string') headers.set(name, value);
     headers.set('content-length', String(staged.size));
     const body = Readable.toWeb(fs.createReadStream(staged.path)) as ReadableStream;
-    const request = new Request(`http://${req.headers.host ?? 'localhost'}${req.originalUrl}`, { method: 'PATCH', headers, body, duplex: 'half' } as RequestInit);
+    // the client's Host is not needed to PATCH, and a malformed one would make no URL
+    const request = new Request(`http://localhost${req.url}`, { method: 'PATCH', headers, body, duplex: 'half' } as RequestInit);
     await sendTusAnswer(res, await tus.server.handleWeb(request));
   } finally {
     await temp.discard(staged.path);
   }
 }
-

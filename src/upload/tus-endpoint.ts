@@ -15,6 +15,10 @@ import { TUS_ID, TusFileStore } from './tus-file-store.js';
 export const USER_HEADER = 'x-filestore-user';
 /** The metadata key under which an upload's owner is kept with it (set by us; never shown to clients). */
 export const OWNER_METADATA_KEY = 'userId';
+/** The metadata key under which a linked upload keeps its file's id (set by us; shown as FILE_ID_HEADER). */
+export const FILE_METADATA_KEY = 'fileId';
+/** The header naming the file a finished upload became (on the finishing request and on HEAD). */
+export const FILE_ID_HEADER = 'Filestore-File-Id';
 const TUS_PATH = '/api/tus';
 /** Owners of uploads already looked up are kept, at most this many (every tus request asks). */
 const MAX_KNOWN_OWNERS = 10_000;
@@ -68,8 +72,10 @@ export class TusEndpoint {
    * the thread pool behind the upload's own disk writes and took 1.2 ms of each 8 MiB PATCH (23 ms).
    */
   private readonly owners = new Map<string, string>();
+  private readonly locker: Locker;
 
   constructor(private readonly deps: TusEndpointDeps) {
+    this.locker = lockedAsRefusal(deps.locker);
     this.store = new TusFileStore(
       { directory: path.join(deps.dataDir, 'tus'), expirationPeriodInMilliseconds: deps.ttlSeconds * 1000 },
       (id, filePath) => deps.hashers.inOrder(this.hashKey(id), filePath),
@@ -78,7 +84,7 @@ export class TusEndpoint {
     const options: ServerOptions & { datastore: TusFileStore } = {
       path: TUS_PATH,
       datastore: this.store,
-      locker: lockedAsRefusal(deps.locker),
+      locker: this.locker,
       maxSize: deps.maxSize,
       respectForwardedHeaders: false,
       onUploadCreate: (req, upload) => this.onCreate(req, upload),
@@ -109,6 +115,14 @@ export class TusEndpoint {
     return owner;
   }
 
+  /** Upload `id`'s offset, and how many bytes it still takes (up to the largest upload, while its length is deferred). */
+  async progressOf(id: string): Promise<{ offset: number; room: number }> {
+    const upload = await this.store.getUpload(id).catch(() => {
+      throw new AppError('not_found');
+    });
+    return { offset: upload.offset, room: (upload.size ?? this.deps.maxSize) - upload.offset };
+  }
+
   collectExpired(): Promise<number> {
     return this.server.cleanUpExpiredUploads();
   }
@@ -129,7 +143,9 @@ export class TusEndpoint {
     }
     const userId = this.userOf(req);
     this.rememberOwner(upload.id, userId);
-    return { metadata: { ...metadata, filename, folder, [OWNER_METADATA_KEY]: userId } };
+    // the server's own keys: whatever a client sent under them is not kept
+    const { [FILE_METADATA_KEY]: _fileId, ...clientMetadata } = metadata;
+    return { metadata: { ...clientMetadata, filename, folder, [OWNER_METADATA_KEY]: userId } };
   }
 
   private rememberOwner(id: string, userId: string): void {
@@ -137,20 +153,46 @@ export class TusEndpoint {
     this.owners.set(id, userId);
   }
 
+  /**
+   * Hashes, checks and links a finished upload, once. @tus/server calls this after letting go of the
+   * upload's lock, and again for every PATCH that finds the upload complete (an empty one will do): the
+   * hook takes the lock itself and, once linked, only answers with the file it linked. The bytes are
+   * linked before they leave the upload, so a refusal (a name taken) leaves them there for a retry.
+   */
   private async onFinish(req: ServerRequest, upload: Upload) {
     const userId = this.userOf(req);
-    const source = upload.storage!.path;
-    const size = upload.size ?? upload.offset;
-    const sha1 = await this.deps.hashers.finish(this.hashKey(upload.id), source, size);
-    const declared = upload.metadata?.sha1;
-    if (declared && declared !== sha1) {
-      await this.store.remove(upload.id);
-      throw refuse(422, 'hash_mismatch', 'The uploaded bytes do not match the declared sha1; nothing was linked.');
+    const lock = this.locker.newLock(upload.id);
+    await lock.lock(new AbortController().signal, () => undefined);
+    try {
+      const current = await this.store.getUpload(upload.id);
+      const linked = current.metadata?.[FILE_METADATA_KEY];
+      if (linked) return { headers: { [FILE_ID_HEADER]: linked } };
+      const source = current.storage!.path;
+      const size = current.size ?? current.offset;
+      const sha1 = await this.deps.hashers.finish(this.hashKey(upload.id), source, size);
+      const declared = current.metadata?.sha1;
+      if (declared && declared !== sha1) {
+        await this.store.remove(upload.id);
+        throw refuse(422, 'hash_mismatch', 'The uploaded bytes do not match the declared sha1; nothing was linked.');
+      }
+      const fileId = await this.link(userId, current, source, sha1, size);
+      await this.store.markLinked(upload.id, FILE_METADATA_KEY, fileId);
+      await this.leaveEmptyPlaceholder(source, size);
+      return { headers: { [FILE_ID_HEADER]: fileId } };
+    } finally {
+      await lock.unlock();
     }
-    const link = await this.takeBytes(upload.id, source, size);
+  }
+
+  /** Links the upload's bytes (through a hard link: no copy) as the user's file; returns its id. */
+  private async link(userId: string, upload: Upload, source: string, sha1: string, size: number): Promise<string> {
+    const link = path.join(this.deps.temp.dir, `tus-${upload.id}`);
+    await fsp.mkdir(this.deps.temp.dir, { recursive: true });
+    await fsp.rm(link, { force: true });
+    await fsp.link(source, link);
     try {
       const { file } = await this.deps.files.linkContent(userId, upload.metadata!.folder!, upload.metadata!.filename!, { path: link, sha1, size });
-      return { headers: { 'Filestore-File-Id': file.id } };
+      return file.id;
     } catch (error) {
       if (error instanceof AppError) throw refuse(error.status, error.code, error.message);
       throw error;
@@ -160,16 +202,12 @@ export class TusEndpoint {
   }
 
   /**
-   * Moves the finished upload's bytes out of the tus directory and leaves a sparse file of the same size
-   * in their place: the upload keeps answering HEAD with Upload-Offset = Upload-Length, but holds no
-   * copy of the content (which may later move to S3). The swap is a hard link plus an atomic rename.
+   * Puts a sparse file of the same size in place of a linked upload's bytes (an atomic rename): the upload
+   * keeps answering HEAD with Upload-Offset = Upload-Length, but holds no copy of the content (which may
+   * later move to S3).
    */
-  private async takeBytes(id: string, source: string, size: number): Promise<string> {
-    const link = path.join(this.deps.temp.dir, `tus-${id}`);
+  private async leaveEmptyPlaceholder(source: string, size: number): Promise<void> {
     const placeholder = `${source}.placeholder`;
-    await fsp.mkdir(this.deps.temp.dir, { recursive: true });
-    await fsp.rm(link, { force: true });
-    await fsp.link(source, link);
     const handle = await fsp.open(placeholder, 'w');
     try {
       await handle.truncate(size);
@@ -177,7 +215,6 @@ export class TusEndpoint {
       await handle.close();
     }
     await fsp.rename(placeholder, source);
-    return link;
   }
 
   /**

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { FileStore } from '@tus/file-store';
-import { ERRORS } from '@tus/utils';
+import { ERRORS, type Upload } from '@tus/utils';
 import { eachPiece } from '../storage/each-piece.js';
 import { StagedFile, type Keeper } from '../storage/staged-file.js';
 
@@ -24,6 +24,33 @@ export class TusFileStore extends FileStore {
     private readonly hashing: TusHashing,
   ) {
     super(options);
+  }
+
+  /**
+   * Records in the upload's own record (so every API process sees it) that its bytes became file `fileId`:
+   * a finished upload is linked once, however often a client finishes it again.
+   */
+  async markLinked(id: string, metadataKey: string, fileId: string): Promise<void> {
+    const record = await this.configstore.get(id);
+    if (!record) throw ERRORS.FILE_NOT_FOUND;
+    await this.configstore.set(id, { ...record, metadata: { ...record.metadata, [metadataKey]: fileId } } as Upload);
+  }
+
+  /**
+   * Removes uploads past their expiry, finished or not. The file store's own sweep skips a record whose
+   * size equals the offset it was created with (0), so an empty upload was kept forever.
+   */
+  override async deleteExpired(): Promise<number> {
+    const expiredBefore = Date.now() - this.getExpiration();
+    let removed = 0;
+    for (const id of await this.configstore.list!()) {
+      const created = (await this.configstore.get(id))?.creation_date;
+      if (!created || new Date(created).getTime() >= expiredBefore) continue;
+      // the file store refuses to remove a record whose file is gone: the record alone goes then
+      await this.remove(id).catch(() => this.configstore.delete(id));
+      removed += 1;
+    }
+    return removed;
   }
 
   override async write(readable: Readable, uploadId: string, offset: number): Promise<number> {

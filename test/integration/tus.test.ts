@@ -6,7 +6,7 @@ import { Upload, type DetailedError, type UploadOptions } from 'tus-js-client';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { availableProfiles, useApp, type RunningApp } from '../support/app.js';
 import { expectErrorBody, newUser, sha1 } from '../support/files.js';
-import { tusRequest } from '../support/tus.js';
+import { createTusUpload, tusRequest } from '../support/tus.js';
 import { MiB } from '../support/uploads.js';
 
 const profiles = await availableProfiles('tus');
@@ -43,14 +43,7 @@ describe.each(profiles)('tus uploads (%s profile)', (profile) => {
     return file ? (await user.get(`/api/files/${file.id}/content`)).bytes : undefined;
   };
   /** A tus upload created by hand (no bytes yet); returns its URL. */
-  const create = async (user: User, size: number, filename: string) => {
-    const created = await tus(user, 'POST', `${app.baseUrl}/api/tus`, {
-      'upload-length': String(size),
-      'upload-metadata': `filename ${Buffer.from(filename).toString('base64')},folder ${Buffer.from('/raw').toString('base64')}`,
-    });
-    expect(created.status).toBe(201);
-    return new URL(created.headers.get('location')!, app.baseUrl).toString();
-  };
+  const create = (user: User, size: number, filename: string) => createTusUpload(app.baseUrl, user, size, { filename, folder: '/raw' });
   const offsetOf = async (user: User, url: string) => (await tus(user, 'HEAD', url)).headers.get('upload-offset');
 
   it('uploads with tus-js-client and metadata: the file is listed in its folder with the same bytes', async () => {

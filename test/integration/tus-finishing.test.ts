@@ -1,0 +1,96 @@
+import { randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { availableProfiles, useApp } from '../support/app.js';
+import { expectErrorBody, newUser, sha1 } from '../support/files.js';
+import { createTusUpload, tusPatch, tusRequest } from '../support/tus.js';
+import { MiB } from '../support/uploads.js';
+
+const profiles = await availableProfiles('tus finishing');
+
+type User = Awaited<ReturnType<typeof newUser>>;
+
+/**
+ * @tus/server runs the finish hook after letting go of the upload's lock, and again for any PATCH that
+ * finds the upload complete (an empty one): these tests hold the endpoint to "linked once, from the
+ * upload's own bytes".
+ */
+describe.each(profiles)('finishing a tus upload (%s profile)', (profile) => {
+  const app = useApp(profile);
+  const rowsOf = (user: User) => app.services.db.primary('user_files').where({ user_id: user.userId, status: 'available' });
+  const headFileId = async (user: User, url: string) => (await tusRequest(user, 'HEAD', url)).headers.get('filestore-file-id');
+
+  it('links a finished upload once: an empty PATCH at its end answers the same file and links nothing, even after that file was deleted', async () => {
+    const alice = await newUser(app);
+    const bytes = randomBytes(MiB + 17);
+    const url = await createTusUpload(app.baseUrl, alice, bytes.length, { filename: 'once.bin', folder: '/t' });
+    const finished = await tusPatch(alice, url, 0, bytes);
+    expect(finished.status).toBe(204);
+    const fileId = finished.headers.get('filestore-file-id');
+    expect(fileId).toMatch(/./);
+
+    const again = await tusPatch(alice, url, bytes.length, Buffer.alloc(0));
+    expect(again.status).toBe(204);
+    expect(again.headers.get('filestore-file-id')).toBe(fileId);
+    expect(await rowsOf(alice)).toHaveLength(1);
+
+    expect((await alice.request('DELETE', `/api/files/${fileId}`)).status).toBe(204);
+    const afterDelete = await tusPatch(alice, url, bytes.length, Buffer.alloc(0));
+    expect(afterDelete.status).toBe(204);
+    expect(afterDelete.headers.get('filestore-file-id')).toBe(fileId);
+    expect(await rowsOf(alice)).toHaveLength(0);
+    expect((await alice.get('/api/files?folder=%2Ft')).json.files).toEqual([]);
+  });
+
+  it('keeps the bytes of an upload whose name was taken (409): once the name is free, an empty PATCH links exactly them', async () => {
+    const alice = await newUser(app);
+    const first = await alice.upload('/api/files', { name: 'clash.bin', bytes: randomBytes(1000) }, { folder: '/t' });
+    expect(first.status).toBe(201);
+    const bytes = randomBytes(2 * MiB + 3);
+    const url = await createTusUpload(app.baseUrl, alice, bytes.length, { filename: 'clash.bin', folder: '/t' });
+
+    const refused = await tusPatch(alice, url, 0, bytes);
+    expect(refused.status).toBe(409);
+    expect(expectErrorBody(await refused.json()).code).toBe('name_conflict');
+    expect(await headFileId(alice, url)).toBeNull();
+
+    expect((await alice.request('DELETE', `/api/files/${first.json.id}`)).status).toBe(204);
+    const linked = await tusPatch(alice, url, bytes.length, Buffer.alloc(0));
+    expect(linked.status).toBe(204);
+    const fileId = linked.headers.get('filestore-file-id')!;
+    expect(await headFileId(alice, url)).toBe(fileId);
+    const file = (await alice.get(`/api/files/${fileId}`)).json;
+    expect(file).toMatchObject({ name: 'clash.bin', folder: '/t', size: bytes.length, sha1: sha1(bytes) });
+    expect((await alice.get(`/api/files/${fileId}/content`)).bytes.equals(bytes)).toBe(true);
+  });
+
+  it('links one file when several empty PATCHes finish the same upload at once', async () => {
+    const alice = await newUser(app);
+    const blocker = await alice.upload('/api/files', { name: 'race.bin', bytes: randomBytes(10) });
+    const bytes = randomBytes(MiB + 1);
+    const url = await createTusUpload(app.baseUrl, alice, bytes.length, { filename: 'race.bin' });
+    expect((await tusPatch(alice, url, 0, bytes)).status).toBe(409);
+    expect((await alice.request('DELETE', `/api/files/${blocker.json.id}`)).status).toBe(204);
+
+    const answers = await Promise.all(Array.from({ length: 4 }, () => tusPatch(alice, url, bytes.length, Buffer.alloc(0))));
+    expect(answers.map((answer) => answer.status)).toEqual([204, 204, 204, 204]);
+    const fileIds = new Set(answers.map((answer) => answer.headers.get('filestore-file-id')));
+    expect(fileIds.size).toBe(1);
+    const rows = await rowsOf(alice);
+    expect(rows).toHaveLength(1);
+    expect((await alice.get(`/api/files/${[...fileIds][0]}/content`)).bytes.equals(bytes)).toBe(true);
+  });
+
+  it('ignores a fileId a client puts in its metadata: the upload is linked as usual and HEAD shows the real file', async () => {
+    const alice = await newUser(app);
+    const bytes = randomBytes(5000);
+    const url = await createTusUpload(app.baseUrl, alice, bytes.length, { filename: 'claimed.bin', fileId: 'someone-elses-file' });
+    const finished = await tusPatch(alice, url, 0, bytes);
+    expect(finished.status).toBe(204);
+    const fileId = finished.headers.get('filestore-file-id');
+    expect(fileId).not.toBe('someone-elses-file');
+    expect((await alice.get(`/api/files/${fileId}/content`)).bytes.equals(bytes)).toBe(true);
+    const head = await tusRequest(alice, 'HEAD', url);
+    expect(head.headers.get('filestore-file-id')).toBe(fileId);
+    expect(head.headers.get('upload-metadata')).toBe(`filename ${Buffer.from('claimed.bin').toString('base64')},folder ${Buffer.from('/').toString('base64')}`);
+  });
+});
