@@ -30,22 +30,25 @@ export function tusRoutes(tus: TusEndpoint, temp: TempFiles): Router {
     req.url = req.originalUrl.split('?')[0]!;
     res.setHeader('Tus-Checksum-Algorithm', 'sha1');
     if (req.method === 'PATCH') checkPatchHeaders(req);
-    const checksum = req.method === 'PATCH' ? req.get('upload-checksum') : undefined;
+    // a PATCH, or a creation carrying its first bytes (creation-with-upload)
+    const carriesBytes = req.method === 'PATCH' || (req.method === 'POST' && req.get('content-type') === OCTETS);
+    const checksum = carriesBytes ? req.get('upload-checksum') : undefined;
     if (checksum === undefined) {
       await sendTusAnswer(res, await tus.server.handleWeb(tusRequest(req, res)));
       return;
     }
-    await patchWithChecksum(tus, temp, id, req, res, checksum);
+    await writeWithChecksum(tus, temp, id, req, res, checksum);
   });
   return router;
 }
 
 const TUS_METHODS = ['OPTIONS', 'HEAD', 'POST', 'PATCH', 'DELETE'];
+const OCTETS = 'application/offset+octet-stream';
 
 /** What @tus/server answers with 403 (a status our clients read as "not yours"): a 400 here instead. */
 function checkPatchHeaders(req: Request): void {
   if (!/^\d+$/.test(req.get('upload-offset') ?? '')) throw new AppError('invalid_input', 'PATCH needs Upload-Offset: the offset it writes at.');
-  if (req.get('content-type') !== 'application/offset+octet-stream') {
+  if (req.get('content-type') !== OCTETS) {
     throw new AppError('invalid_input', 'PATCH needs Content-Type: application/offset+octet-stream.');
   }
 }
@@ -147,7 +150,7 @@ async function sendTusAnswer(res: Response, answer: globalThis.Response): Promis
 
 const SHA1_BASE64 = /^[A-Za-z0-9+/]{27}=$/;
 
-async function patchWithChecksum(tus: TusEndpoint, temp: TempFiles, id: string, req: Request, res: Response, header: string): Promise<void> {
+async function writeWithChecksum(tus: TusEndpoint, temp: TempFiles, id: string, req: Request, res: Response, header: string): Promise<void> {
   const [algorithm, digest, extra] = header.trim().split(/\s+/);
   // checked before the body is read: a digest that is not 20 bytes in base64 can match no body
   if (algorithm !== 'sha1' || !digest || !SHA1_BASE64.test(digest) || extra !== undefined) {
@@ -156,9 +159,16 @@ async function patchWithChecksum(tus: TusEndpoint, temp: TempFiles, id: string, 
   }
   // The body is staged whole before @tus/server sees it, so what @tus/server would refuse is refused
   // here first, before it takes any disk: a wrong offset, a body longer than the upload has room for.
-  const { offset, room } = await tus.progressOf(id);
   const refuse = (code: 'upload_state' | 'payload_too_large', message: string) => new AppError(code, message, {}, { 'Tus-Resumable': '1.0.0' });
-  if (Number(req.get('upload-offset')) !== offset) throw refuse('upload_state', `Upload-Offset is not the upload's offset (${offset}).`);
+  let room: number;
+  if (req.method === 'PATCH') {
+    const progress = await tus.progressOf(id);
+    if (Number(req.get('upload-offset')) !== progress.offset) throw refuse('upload_state', `Upload-Offset is not the upload's offset (${progress.offset}).`);
+    room = progress.room;
+  } else {
+    const length = req.get('upload-length');
+    room = length !== undefined && /^\d+$/.test(length) ? Math.min(Number(length), tus.maxSize) : tus.maxSize;
+  }
   const tooLong = () => refuse('payload_too_large', `The body is longer than the ${room} bytes the upload still takes.`);
   if (Number(req.get('content-length') ?? 0) > room) throw tooLong();
   let received = 0;
@@ -168,15 +178,15 @@ async function patchWithChecksum(tus: TusEndpoint, temp: TempFiles, id: string, 
   });
   try {
     if (Buffer.from(digest, 'base64').toString('hex') !== staged.sha1) {
-      res.status(CHECKSUM_MISMATCH).set('Tus-Resumable', '1.0.0').json({ error: { code: 'checksum_mismatch', message: 'The PATCH body does not match Upload-Checksum.' } });
+      res.status(CHECKSUM_MISMATCH).set('Tus-Resumable', '1.0.0').json({ error: { code: 'checksum_mismatch', message: 'The body does not match Upload-Checksum.' } });
       return;
     }
     const headers = new Headers();
     for (const [name, value] of Object.entries(req.headers)) if (typeof value === 'string') headers.set(name, value);
     headers.set('content-length', String(staged.size));
     const body = Readable.toWeb(fs.createReadStream(staged.path)) as ReadableStream;
-    // the client's Host is not needed to PATCH, and a malformed one would make no URL
-    const request = new Request(`http://localhost${req.url}`, { method: 'PATCH', headers, body, duplex: 'half' } as RequestInit);
+    // a malformed Host would make no URL (@tus/server builds a creation's Location from the header)
+    const request = new Request(`http://localhost${req.url}`, { method: req.method, headers, body, duplex: 'half' } as RequestInit);
     await sendTusAnswer(res, await tus.server.handleWeb(request));
   } finally {
     await temp.discard(staged.path);

@@ -115,6 +115,11 @@ export class TusEndpoint {
     return owner;
   }
 
+  /** The largest upload, in bytes (Tus-Max-Size). */
+  get maxSize(): number {
+    return this.deps.maxSize;
+  }
+
   /** Upload `id`'s offset, and how many bytes it still takes (up to the largest upload, while its length is deferred). */
   async progressOf(id: string): Promise<{ offset: number; room: number }> {
     const upload = await this.store.getUpload(id).catch(() => {

@@ -98,6 +98,27 @@ describe.each(profiles)('tus requests the endpoint refuses (%s profile)', (profi
     expect(await offsetOf(alice, url)).toBe('0');
   });
 
+  it('checks Upload-Checksum on a creation that carries bytes: a mismatch answers 460 and creates nothing, a match 201 at their end', async () => {
+    const alice = await newUser(app);
+    const bytes = randomBytes(3000);
+    const first = bytes.subarray(0, 1000);
+    const create = (digest: string) => tusRequest(alice, 'POST', `${app.baseUrl}/api/tus`, {
+      'upload-length': String(bytes.length), 'upload-metadata': `filename ${Buffer.from('sent.bin').toString('base64')}`,
+      'content-type': 'application/offset+octet-stream', 'upload-checksum': `sha1 ${digest}`,
+    }, first);
+    const tusDir = path.join(app.dataDir, 'tus');
+    const before = await filesUnder(tusDir);
+    const wrong = await create(base64Sha1(bytes));
+    expect(wrong.status).toBe(460);
+    expect(wrong.headers.get('location')).toBeNull();
+    expect(await filesUnder(tusDir)).toEqual(before);
+    const right = await create(base64Sha1(first));
+    expect(right.status).toBe(201);
+    expect(right.headers.get('upload-offset')).toBe(String(first.length));
+    const url = new URL(right.headers.get('location')!, app.baseUrl).toString();
+    expect((await tusPatch(alice, url, first.length, bytes.subarray(first.length))).status).toBe(204);
+  });
+
   it('serves a checksummed PATCH whatever its Host header says', async () => {
     const alice = await newUser(app);
     const bytes = randomBytes(64);
