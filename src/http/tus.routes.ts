@@ -21,6 +21,13 @@ export function tusRoutes(tus: TusEndpoint, temp: TempFiles): Router {
     if (!TUS_METHODS.includes(req.method)) {
       throw new AppError('method_not_allowed', `tus takes ${TUS_METHODS.join(', ')}.`, {}, { Allow: TUS_METHODS.join(', ') });
     }
+    const version = req.get('tus-resumable');
+    if (req.method !== 'OPTIONS' && version !== undefined && version !== TUS_VERSION) {
+      // tus: a version the server does not speak is 412 with the versions it does (@tus/server says 400)
+      res.status(412).set({ 'Tus-Resumable': TUS_VERSION, 'Tus-Version': TUS_VERSION });
+      res.json({ error: { code: 'invalid_input', message: `This server speaks tus ${TUS_VERSION}.` } });
+      return;
+    }
     const userId = currentUser(req).userId;
     req.headers[USER_HEADER] = userId;
     const id = req.path.replace(/^\/tus\/?/, '');
@@ -44,6 +51,7 @@ export function tusRoutes(tus: TusEndpoint, temp: TempFiles): Router {
 
 const TUS_METHODS = ['OPTIONS', 'HEAD', 'POST', 'PATCH', 'DELETE'];
 const OCTETS = 'application/offset+octet-stream';
+const TUS_VERSION = '1.0.0';
 
 /** What @tus/server answers with 403 (a status our clients read as "not yours"): a 400 here instead. */
 function checkPatchHeaders(req: Request): void {

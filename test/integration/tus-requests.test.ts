@@ -64,6 +64,14 @@ describe.each(profiles)('tus requests the endpoint refuses (%s profile)', (profi
     }
   });
 
+  it('answers a Tus-Resumable version it does not speak with 412 and the version it does', async () => {
+    const alice = await newUser(app);
+    const answer = await tusRequest(alice, 'POST', `${app.baseUrl}/api/tus`, { 'tus-resumable': '0.2.2', 'upload-length': '1' });
+    expect(answer.status).toBe(412);
+    expect(answer.headers.get('tus-version')).toBe('1.0.0');
+    expect(expectErrorBody(await answer.json()).code).toBe('invalid_input');
+  });
+
   it('answers a PATCH without a numeric Upload-Offset or without the tus content type with 400, and writes nothing', async () => {
     const alice = await newUser(app);
     const url = await createTusUpload(app.baseUrl, alice, 100, { filename: 'strict.bin' });
