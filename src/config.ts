@@ -16,6 +16,8 @@ const schema = z.object({
   DB_REPLICA_URL: optionalUrl,
   REDIS_URL: optionalUrl,
   REDIS_KEY_PREFIX: z.string().default('filestore:'),
+  DB_TIMEOUT_SECONDS: positiveInt.default(5),
+  REDIS_TIMEOUT_SECONDS: positiveInt.default(2),
   S3_ENDPOINT: optionalUrl,
   S3_BUCKET: z.string().min(1).optional(),
   S3_ACCESS_KEY: z.string().min(1).optional(),

@@ -67,6 +67,7 @@ interface ProfileParts {
   jobs: JobQueue;
   s3?: S3BlobStore;
   extraChecks: Record<string, HealthCheck>;
+  migrate(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -78,6 +79,7 @@ function openEmbedded(config: Config, logger: Logger): ProfileParts {
   const locker = new MemoryLocker({ acquireLockTimeout: config.TUS_LOCK_TIMEOUT_SECONDS * 1000 });
   return {
     db, jobs, cache: new MemoryCache(), tracker: new SqlChunkTracker(db), locker, extraChecks: {},
+    migrate: () => migrateToLatest(sqlite),
     close: async () => {
       await jobs.close();
       await checkpointer.close();
@@ -87,30 +89,41 @@ function openEmbedded(config: Config, logger: Logger): ProfileParts {
 
 /** Cluster adapters are loaded only here: the embedded profile never pays for the S3 SDK, ioredis or BullMQ. */
 async function openCluster(config: Config, logger: Logger): Promise<ProfileParts> {
-  const [{ Redis }, { RedisCache }, { RedisChunkTracker }, { RedisLocker }, { BullJobQueue }, { S3BlobStore }] =
+  const [{ Redis }, { logErrors, requestRedisOptions }, { RedisCache }, { RedisChunkTracker }, { RedisLocker }, { BullJobQueue }, { S3BlobStore }] =
     await Promise.all([
       import('ioredis'),
+      import('./cache/redis-client.js'),
       import('./cache/cache.redis.js'),
       import('./upload/chunk-tracker.redis.js'),
       import('./upload/tus-locker.redis.js'),
       import('./jobs/job-queue.bullmq.js'),
       import('./storage/blob-store.s3.js'),
     ]);
-  const primary = openMysql(config.DB_PRIMARY_URL!, { connectTimeoutMs: 5000, poolMax: 10, logger });
-  const replica = openMysql(config.DB_REPLICA_URL!, { connectTimeoutMs: 1500, poolMax: 10, logger });
-  const redis = new Redis(config.REDIS_URL!, { maxRetriesPerRequest: 2 });
-  redis.on('error', (error) => logger.warn({ err: error }, 'redis connection error'));
+  const dbTimeoutMs = config.DB_TIMEOUT_SECONDS * 1000;
+  const redisTimeoutMs = config.REDIS_TIMEOUT_SECONDS * 1000;
+  const primary = openMysql(config.DB_PRIMARY_URL!, { connectTimeoutMs: dbTimeoutMs, poolMax: 10, statementTimeoutMs: dbTimeoutMs, logger });
+  const replica = openMysql(config.DB_REPLICA_URL!, { connectTimeoutMs: 1500, poolMax: 10, statementTimeoutMs: dbTimeoutMs, logger });
+  const redis = logErrors(new Redis(config.REDIS_URL!, requestRedisOptions(redisTimeoutMs)), logger, 'commands');
   const credentials = { accessKeyId: config.S3_ACCESS_KEY!, secretAccessKey: config.S3_SECRET_KEY!, region: config.S3_REGION };
   const s3 = new S3BlobStore({ endpoint: config.S3_ENDPOINT!, ...credentials }, config.S3_BUCKET!, config.S3_PUBLIC_ENDPOINT);
-  const locker = new RedisLocker(redis, redis.duplicate(), config.REDIS_KEY_PREFIX, config.TUS_LOCK_TIMEOUT_SECONDS * 1000);
+  const subscriber = logErrors(redis.duplicate(), logger, 'tus lock releases');
+  const locker = new RedisLocker(redis, subscriber, config.REDIS_KEY_PREFIX, config.TUS_LOCK_TIMEOUT_SECONDS * 1000);
   const cache = new RedisCache(redis, config.REDIS_KEY_PREFIX);
-  // BullMQ needs its own connection with no per-request retry limit (blocking commands).
-  const jobs = new BullJobQueue({ url: config.REDIS_URL!, maxRetriesPerRequest: null }, `${config.REDIS_KEY_PREFIX}bull`);
+  const jobs = new BullJobQueue(config.REDIS_URL!, `${config.REDIS_KEY_PREFIX}bull`, { logger, commandTimeoutMs: redisTimeoutMs });
   return {
     db: new Database(primary, replica, { readYourWritesMs: config.READ_YOUR_WRITES_SECONDS * 1000, logger }),
     cache, jobs, s3, locker,
     tracker: new RedisChunkTracker(redis, config.REDIS_KEY_PREFIX),
     extraChecks: { redis: () => cache.ping(), s3: () => s3.ping() },
+    migrate: async () => {
+      // a migration may rebuild a large table: its statements get no timeout, on a pool of their own
+      const unbounded = openMysql(config.DB_PRIMARY_URL!, { connectTimeoutMs: dbTimeoutMs, poolMax: 2, logger });
+      try {
+        await migrateToLatest(unbounded);
+      } finally {
+        await unbounded.destroy();
+      }
+    },
     close: async () => {
       await jobs.close();
       await locker.close();
@@ -122,7 +135,7 @@ async function openCluster(config: Config, logger: Logger): Promise<ProfileParts
 export async function openServices(config: Config, logger: Logger): Promise<Services> {
   const profile = config.FILESTORE_PROFILE === 'embedded' ? openEmbedded(config, logger) : await openCluster(config, logger);
   const { db, cache, tracker, locker, jobs, s3 } = profile;
-  await migrateToLatest(db.primary);
+  await profile.migrate();
   const users = new UsersRepository(db);
   const userFiles = new UserFilesRepository(db);
   const folderRepo = new FoldersRepository(db);

@@ -81,17 +81,25 @@ export class Database {
   }
 }
 
+/** mysql2's codes for a server that cannot be reached, went away, or stopped answering. */
 const CONNECTION_ERRORS = new Set([
   'ECONNREFUSED',
   'ECONNRESET',
   'ETIMEDOUT',
   'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EPIPE',
   'PROTOCOL_CONNECTION_LOST',
+  'PROTOCOL_SEQUENCE_TIMEOUT',
   'ER_CON_COUNT_ERROR',
   'ER_SERVER_SHUTDOWN',
 ]);
 
-function isConnectionError(error: unknown): boolean {
+/**
+ * True when a query failed because its database could not be reached or did not answer in time (a
+ * connection from the pool, or a statement), not because of the query: the same query may succeed later.
+ */
+export function isConnectionError(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
   if (error.name === 'KnexTimeoutError') return true;
   const code = (error as { code?: unknown }).code;

@@ -59,9 +59,17 @@ function reusePreparedStatements(conn: SqliteConnection): void {
   };
 }
 
-/** A MariaDB/MySQL connection pool from a mysql:// URL. */
-export function openMysql(url: string, options: { connectTimeoutMs: number; poolMax: number; logger?: Logger }): Knex {
+/**
+ * A MariaDB/MySQL connection pool from a mysql:// URL. With `statementTimeoutMs`, no statement (BEGIN and
+ * COMMIT included) waits longer than that for its answer: a server that accepts but never answers would
+ * otherwise hold the request, and the connection, for ever.
+ */
+export function openMysql(
+  url: string,
+  options: { connectTimeoutMs: number; poolMax: number; statementTimeoutMs?: number; logger?: Logger },
+): Knex {
   const parsed = new URL(url);
+  const { statementTimeoutMs } = options;
   return knexFactory({
     client: 'mysql2',
     connection: {
@@ -75,11 +83,39 @@ export function openMysql(url: string, options: { connectTimeoutMs: number; pool
       supportBigNumbers: true,
       bigNumberStrings: false,
     },
-    pool: { min: 0, max: options.poolMax },
+    pool: {
+      min: 0,
+      max: options.poolMax,
+      ...(statementTimeoutMs ? { afterCreate: boundStatements(statementTimeoutMs) } : {}),
+    },
     acquireConnectionTimeout: options.connectTimeoutMs + 1000,
     // knex writes pool errors to the console by default; keep them in the structured log instead
     ...(options.logger ? { log: knexLog(options.logger) } : {}),
   });
+}
+
+type QueryCallback = (error: (Error & { code?: string }) | null, ...results: unknown[]) => void;
+
+interface MysqlConnection {
+  query(options: object, values: unknown, callback: QueryCallback): unknown;
+  destroy(): void;
+}
+
+/**
+ * Gives every statement on a connection mysql2's `timeout` (knex passes each as an options object). A
+ * connection whose statement timed out still waits for that answer, so it is destroyed: the pool then
+ * drops it instead of queueing the next statement behind the lost one.
+ */
+function boundStatements(timeoutMs: number) {
+  return (conn: MysqlConnection, done: (err: Error | null, conn: unknown) => void) => {
+    const query = conn.query.bind(conn);
+    conn.query = (options, values, callback) =>
+      query({ timeout: timeoutMs, ...options }, values, (error, ...results) => {
+        if (error?.code === 'PROTOCOL_SEQUENCE_TIMEOUT') conn.destroy();
+        callback(error, ...results);
+      });
+    done(null, conn);
+  };
 }
 
 function knexLog(logger: Logger): Knex.Config['log'] {

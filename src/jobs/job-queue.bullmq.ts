@@ -1,4 +1,5 @@
-import { Queue, Worker, type ConnectionOptions } from 'bullmq';
+import { Queue, Worker } from 'bullmq';
+import type { Logger } from 'pino';
 import {
   BACKOFF_BASE_MS, JOB_ATTEMPTS, QUEUE_NAMES,
   type EnqueueOptions, type JobEvent, type JobPayloads, type JobQueue, type Processors, type QueueName, type QueueStats,
@@ -10,14 +11,16 @@ export class BullJobQueue implements JobQueue {
   private readonly workers: Worker[] = [];
 
   constructor(
-    private readonly connection: ConnectionOptions,
+    private readonly url: string,
     private readonly prefix: string,
+    private readonly options: { logger: Logger; commandTimeoutMs: number },
   ) {
     this.queues = Object.fromEntries(
       QUEUE_NAMES.map((name) => [
         name,
-        new Queue(name, {
-          connection,
+        this.logErrors(new Queue(name, {
+          // an enqueue (a request may wait on one) gives up in bounded time; workers block, and do not
+          connection: { url, commandTimeout: options.commandTimeoutMs },
           prefix,
           defaultJobOptions: {
             attempts: JOB_ATTEMPTS,
@@ -25,7 +28,7 @@ export class BullJobQueue implements JobQueue {
             removeOnComplete: 1000,
             removeOnFail: 5000,
           },
-        }),
+        }), name),
       ]),
     ) as Record<QueueName, Queue>;
   }
@@ -46,7 +49,7 @@ export class BullJobQueue implements JobQueue {
 
   async process(processors: Processors, onJob?: (event: JobEvent) => void): Promise<void> {
     for (const name of QUEUE_NAMES) {
-      const worker = new Worker(
+      const worker = this.logErrors(new Worker(
         name,
         async (job) => {
           const started = process.hrtime.bigint();
@@ -60,14 +63,15 @@ export class BullJobQueue implements JobQueue {
           }
         },
         {
-          connection: this.connection,
+          // blocking commands wait on Redis by design: no per-request retry limit, no command timeout
+          connection: { url: this.url, maxRetriesPerRequest: null },
           prefix: this.prefix,
           concurrency: name === 'transfer' ? 2 : 4,
           // a worker killed mid-job loses its lock within seconds, and the job is taken up again
           lockDuration: 10_000,
           stalledInterval: 5_000,
         },
-      );
+      ), name);
       this.workers.push(worker);
     }
     await Promise.all(this.workers.map((worker) => worker.waitUntilReady()));
@@ -98,6 +102,12 @@ export class BullJobQueue implements JobQueue {
         })),
       ),
     };
+  }
+
+  /** BullMQ prints connection errors no listener takes to the console; they belong in the log. */
+  private logErrors<T extends Queue | Worker>(emitter: T, queue: string): T {
+    (emitter as Queue).on('error', (error: Error) => this.options.logger.warn({ err: error, queue }, 'job queue redis error'));
+    return emitter;
   }
 
   async close(): Promise<void> {

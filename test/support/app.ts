@@ -24,7 +24,7 @@ export interface RunningApp {
 export async function startApp(
   profile: ProfileName,
   env: Record<string, string> = {},
-  options: { jobs?: boolean } = {},
+  options: { jobs?: boolean; throughRelays?: (env: Record<string, string>) => Promise<Record<string, string>> } = {},
 ): Promise<RunningApp> {
   const dataDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'filestore-test-'));
   let cleanupDb = async () => {};
@@ -38,6 +38,8 @@ export async function startApp(
       REDIS_KEY_PREFIX: `filestore-test:${randomBytes(4).toString('hex')}:`,
     });
   }
+  // a test may put relays (test/support/relay.ts) between the app and its services
+  if (options.throughRelays) Object.assign(profileEnv, await options.throughRelays(profileEnv));
   const config = loadConfig({ DATA_DIR: dataDir, LOG_LEVEL: 'silent', PORT: '0', HOST: '127.0.0.1', ...profileEnv, ...env });
   const services = await openServices(config, pino({ level: config.LOG_LEVEL }));
   // with jobs: this process also runs the queues, as the embedded profile's main and the workers do
