@@ -89,7 +89,7 @@ function openEmbedded(config: Config, logger: Logger): ProfileParts {
 
 /** Cluster adapters are loaded only here: the embedded profile never pays for the S3 SDK, ioredis or BullMQ. */
 async function openCluster(config: Config, logger: Logger): Promise<ProfileParts> {
-  const [{ Redis }, { logErrors, requestRedisOptions }, { RedisCache }, { RedisChunkTracker }, { RedisLocker }, { BullJobQueue }, { S3BlobStore }] =
+  const [{ Redis }, { logErrors, readyOrAfter, requestRedisOptions }, { RedisCache }, { RedisChunkTracker }, { RedisLocker }, { BullJobQueue }, { S3BlobStore }] =
     await Promise.all([
       import('ioredis'),
       import('./cache/redis-client.js'),
@@ -106,6 +106,7 @@ async function openCluster(config: Config, logger: Logger): Promise<ProfileParts
   const redis = logErrors(new Redis(config.REDIS_URL!, requestRedisOptions(redisTimeoutMs)), logger, 'commands');
   const credentials = { accessKeyId: config.S3_ACCESS_KEY!, secretAccessKey: config.S3_SECRET_KEY!, region: config.S3_REGION };
   const s3 = new S3BlobStore({ endpoint: config.S3_ENDPOINT!, ...credentials }, config.S3_BUCKET!, config.S3_PUBLIC_ENDPOINT);
+  await readyOrAfter(redis, redisTimeoutMs);
   const subscriber = logErrors(redis.duplicate(), logger, 'tus lock releases');
   const locker = new RedisLocker(redis, subscriber, config.REDIS_KEY_PREFIX, config.TUS_LOCK_TIMEOUT_SECONDS * 1000);
   const cache = new RedisCache(redis, config.REDIS_KEY_PREFIX);

@@ -16,6 +16,23 @@ export function logErrors(redis: Redis, logger: Logger, connection: string): Red
   return redis.on('error', (error) => logger.warn({ err: error, connection }, 'redis connection error'));
 }
 
+/**
+ * Resolves once `redis` is connected, or after `ms` (Redis down at start: requests answer 503 until it is
+ * back). Commands fail rather than wait while it connects, so the first requests should find it ready.
+ */
+export function readyOrAfter(redis: Redis, ms: number): Promise<void> {
+  if (redis.status === 'ready') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      redis.off('ready', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    redis.once('ready', done);
+  });
+}
+
 // ioredis's own messages for these carry no code; they are compared whole.
 const UNAVAILABLE_MESSAGES = new Set([
   'Command timed out',
