@@ -79,6 +79,12 @@ export class UploadsRepository {
     return changed === 1;
   }
 
+  /** Records that the completed upload was reported; true for exactly one caller. */
+  async markAnswered(id: string): Promise<boolean> {
+    const changed = await this.db.write(null, (db) => db('upload_sessions').where({ id, answered: 0 }).update({ answered: 1, updated_at: Date.now() }));
+    return changed === 1;
+  }
+
   async update(id: string, change: Partial<UploadRow>): Promise<void> {
     await this.db.write(null, (db) => db('upload_sessions').where({ id }).update({ ...change, updated_at: Date.now() }));
   }

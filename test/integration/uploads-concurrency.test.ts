@@ -100,3 +100,27 @@ describe.each(profiles)('concurrent chunked uploads of different content (%s pro
   });
 });
 
+// Requests on one upload that arrive together: its session row decides which goes first.
+describe.each(profiles)('requests racing on one upload (%s profile)', (profile) => {
+  const app = useApp(profile);
+
+  /** A 6 MiB upload with its sha1 declared and every chunk received, ready to complete. */
+  const receivedUpload = async (user: Awaited<ReturnType<typeof newUser>>, name: string) => {
+    const chunkSize = 2 * MiB;
+    const source = randomBytes(3 * chunkSize);
+    const id = (await user.post('/api/uploads', { name, size: source.length, sha1: sha1(source), chunkSize })).json.uploadId as string;
+    await putChunks(user, id, source, chunkSize, [0, 1, 2]);
+    return { id, source };
+  };
+
+  it('answers 201 to exactly one of five simultaneous completes and 200 with the same file to the others', async () => {
+    const alice = await newUser(app);
+    const { id, source } = await receivedUpload(alice, 'five.bin');
+
+    const answers = await Promise.all(Array.from({ length: 5 }, () => complete(alice, id)));
+    expect(answers.map((answer) => answer.status).sort()).toEqual([200, 200, 200, 200, 201]);
+    expect(new Set(answers.map((answer) => answer.json.id))).toEqual(new Set([answers[0]!.json.id]));
+    expect(await app.services.db.primary('files').where({ sha1: sha1(source) })).toHaveLength(1);
+    expect((await complete(alice, id)).status).toBe(200);
+  });
+});
