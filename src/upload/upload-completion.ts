@@ -47,7 +47,8 @@ export class UploadCompletion {
     if (session.state === 'receiving') {
       const missing = missingChunks(await this.deps.tracker.received(id, session.chunk_count));
       if (missing.length > 0) throw new AppError('missing_chunks', undefined, { missing }, {}, { missing });
-      await this.deps.uploads.transition(id, ['receiving'], { state: 'verifying' });
+      // a cancel or another complete (on any API process) may have come first: the session row says which
+      if (!(await this.deps.uploads.startVerifying(id, Date.now()))) return this.complete(userId, id);
     }
     let verification = this.verifying.get(id);
     if (!verification) {
