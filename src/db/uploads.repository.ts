@@ -79,6 +79,34 @@ export class UploadsRepository {
     return changed === 1;
   }
 
+  /**
+   * receiving → verifying, only while the session is live: false when a cancel (or expiry) or another
+   * complete, on any API process, came first.
+   */
+  async startVerifying(id: string, now: number): Promise<boolean> {
+    const changed = await this.db.write(null, (db) =>
+      db('upload_sessions').where({ id, state: 'receiving' }).where('expires_at', '>', now).update({ state: 'verifying', updated_at: now }),
+    );
+    return changed === 1;
+  }
+
+  /**
+   * Ends a live session now (every request for it then finds it expired, and the expiry clean-up finishes
+   * the removal should the canceller die), unless it is verifying; false when it was not ended.
+   */
+  async endUnlessVerifying(id: string, now: number): Promise<boolean> {
+    const changed = await this.db.write(null, (db) =>
+      db('upload_sessions').where({ id }).whereNot('state', 'verifying').where('expires_at', '>', now).update({ expires_at: now, updated_at: now }),
+    );
+    return changed === 1;
+  }
+
+  /** Records that the completed upload was reported; true for exactly one caller. */
+  async markAnswered(id: string): Promise<boolean> {
+    const changed = await this.db.write(null, (db) => db('upload_sessions').where({ id, answered: 0 }).update({ answered: 1, updated_at: Date.now() }));
+    return changed === 1;
+  }
+
   async update(id: string, change: Partial<UploadRow>): Promise<void> {
     await this.db.write(null, (db) => db('upload_sessions').where({ id }).update({ ...change, updated_at: Date.now() }));
   }

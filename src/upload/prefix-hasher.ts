@@ -3,7 +3,10 @@ import { HASH_THREAD_SOURCE } from './hash-thread.js';
 import type { LandedBytes } from '../storage/shared-slots.js';
 import type { Keeper } from '../storage/staged-file.js';
 
-/** An upload that stopped advancing here (its chunks went to another API node) lets its kept bytes go. */
+/**
+ * An upload that stopped advancing here (its chunks went to another API node, or its client stalled)
+ * lets its kept bytes go, and its hash with them: see releaseAbandoned.
+ */
 const KEPT_BYTES_MAX_AGE_MS = 60_000;
 
 /** Written bytes kept in memory, waiting for the hash; `chunk` says whose they are. */
@@ -42,12 +45,15 @@ export interface ChunkHashing extends Keeper {
  * loop it cost about a fifth of the upload rate). Bytes still in memory after their write are hashed
  * there, without a copy (shared memory); the rest is read back from the file. Reading everything back
  * doubled the disk traffic, and the hash fell behind the upload by half a second per GiB.
- * State is per process; a process that has none (after a restart, or on another API node) starts
- * again from byte 0, from the file: slower, never wrong.
+ * State is per process; a process that has none (after a restart, on another API node, or after the
+ * upload was quiet here for KEPT_BYTES_MAX_AGE_MS) starts again from byte 0, from the file: slower, never
+ * wrong. The state here and the thread's are forgotten together, never one without the other.
  */
 export class PrefixHashers {
   private readonly thread = new Thread(HASH_THREAD_SOURCE);
   private readonly uploads = new Map<string, Progress>();
+
+  constructor(private readonly keptBytesMaxAgeMs = KEPT_BYTES_MAX_AGE_MS) {}
 
   /**
    * Lets hashing run ahead up to `contiguousBytes`, the received prefix, in the background (kept bytes
@@ -190,9 +196,14 @@ export class PrefixHashers {
     return progress;
   }
 
+  /**
+   * The thread's hash goes with the progress: a stalled chunk may have been hashed tentatively, and once
+   * the progress is forgotten, abandon() can no longer take its bytes back (a correct upload then failed
+   * its verification for good). Both start again from byte 0, like a process that never saw the upload.
+   */
   private releaseAbandoned(now: number): void {
     for (const [uploadId, progress] of this.uploads) {
-      if (now - progress.touchedAt >= KEPT_BYTES_MAX_AGE_MS) this.forget(uploadId);
+      if (now - progress.touchedAt >= this.keptBytesMaxAgeMs) this.drop(uploadId);
     }
   }
 

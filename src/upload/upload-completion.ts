@@ -47,7 +47,8 @@ export class UploadCompletion {
     if (session.state === 'receiving') {
       const missing = missingChunks(await this.deps.tracker.received(id, session.chunk_count));
       if (missing.length > 0) throw new AppError('missing_chunks', undefined, { missing }, {}, { missing });
-      await this.deps.uploads.transition(id, ['receiving'], { state: 'verifying' });
+      // a cancel or another complete (on any API process) may have come first: the session row says which
+      if (!(await this.deps.uploads.startVerifying(id, Date.now()))) return this.complete(userId, id);
     }
     let verification = this.verifying.get(id);
     if (!verification) {
@@ -161,11 +162,13 @@ export class UploadCompletion {
     return file;
   }
 
-  /** 201 the first time a completed upload is reported, 200 after that. */
+  /**
+   * 201 the first time a completed upload is reported, 200 after that. Concurrent completes all read the
+   * session unanswered: the one whose update marks it answered reports 201.
+   */
   private async answerCompleted(userId: string, session: UploadRow): Promise<{ status: 201 | 200; file: FileView }> {
     const file = await this.deps.files.get(userId, session.file_id!);
-    if (session.answered) return { status: 200, file };
-    await this.deps.uploads.update(session.id, { answered: 1 });
+    if (session.answered || !(await this.deps.uploads.markAnswered(session.id))) return { status: 200, file };
     return { status: 201, file };
   }
 }

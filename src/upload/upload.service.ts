@@ -168,8 +168,19 @@ export class UploadService {
     };
   }
 
+  /**
+   * Ends the session first, in its row, so every API process answers 404 for it from then on; only then
+   * are its staged bytes and chunk state removed. A session being verified is left to its completion
+   * (409): its staged file is what the completion links. The row decides between a cancel and a
+   * complete sent together, whichever process serves them.
+   */
   async cancel(userId: string, id: string): Promise<void> {
-    await this.find(userId, id);
+    for (;;) {
+      const session = await this.find(userId, id);
+      if (session.state === 'verifying') throw new AppError('upload_state', 'The upload is being completed: complete it again for the outcome.');
+      // not ended: a complete began verifying (or another cancel came) since the read, so read again
+      if (await this.deps.uploads.endUnlessVerifying(id, Date.now())) break;
+    }
     await this.discard(id);
   }
 

@@ -7,7 +7,7 @@ import { availableProfiles, startApp, useApp, type RunningApp } from '../support
 import { ApiClient } from '../support/client.js';
 import { newUser, sha1 } from '../support/files.js';
 import { tusRequest } from '../support/tus.js';
-import { MiB, chunkOf, complete, putChunk, shuffled } from '../support/uploads.js';
+import { MiB, chunkOf, complete, completeRacingCancel, putChunk, putChunks, shuffled } from '../support/uploads.js';
 
 const profiles = await availableProfiles('two API processes');
 
@@ -95,6 +95,21 @@ describe.skipIf(!profiles.includes('cluster'))('uploads across two API processes
       expect(await new RedisChunkTracker(redis, nodeA.services.config.REDIS_KEY_PREFIX).received(id, 2)).toEqual([false, false]);
     } finally {
       redis.disconnect();
+    }
+  });
+
+  it('decides a complete on one and a DELETE on the other sent together by the session row: 201 and 409, or 404 and 204, never 500', async () => {
+    const alice = await newUser(nodeA);
+    const aliceOnB = new ApiClient(nodeB.baseUrl, alice.token);
+    for (let run = 0; run < 8; run++) {
+      const bytes = randomBytes(6 * MiB);
+      const id = (await alice.post('/api/uploads', { name: `raced-${run}.bin`, size: bytes.length, sha1: sha1(bytes), chunkSize: 2 * MiB })).json.uploadId as string;
+      await putChunks(alice, id, bytes, 2 * MiB, [0, 1, 2]);
+      const { completed, cancelled } = await completeRacingCancel(alice, aliceOnB, id, run - 3);
+      const outcome = `complete ${completed.status}, DELETE ${cancelled.status}`;
+      expect(['complete 201, DELETE 409', 'complete 201, DELETE 204', 'complete 404, DELETE 204'], `run ${run}`).toContain(outcome);
+      if (completed.status === 201) expect((await downloaded(alice, nodeB, `raced-${run}.bin`)).equals(bytes)).toBe(true);
+      else expect((await aliceOnB.get(`/api/uploads/${id}`)).status).toBe(404);
     }
   });
 

@@ -3,18 +3,21 @@ import fsp from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { availableProfiles, useApp } from '../support/app.js';
-import { blobFiles, newUser, sha1 } from '../support/files.js';
-import { MiB, chunkOf, complete, putChunks, shuffled, uploadChunked } from '../support/uploads.js';
+import { availableProfiles, useApp, type RunningApp } from '../support/app.js';
+import { blobFiles, expectErrorBody, newUser, sha1 } from '../support/files.js';
+import { MiB, chunkOf, complete, completeRacingCancel, putChunks, shuffled, uploadChunked } from '../support/uploads.js';
 
 const profiles = await availableProfiles('concurrent uploads');
+
+/** The staged upload files (`<id>.part`) in the app's DATA_DIR. */
+const stagedFiles = async (app: RunningApp) =>
+  (await fsp.readdir(path.join(app.dataDir, 'uploads')).catch(() => [] as string[])).filter((name) => name.endsWith('.part'));
 
 describe.each(profiles)('concurrent chunked uploads of the same content (%s profile)', (profile) => {
   const app = useApp(profile);
 
   const db = () => app.services.db.primary;
   const blobsOf = async (hash: string) => (await blobFiles(app)).filter((file) => path.basename(file).split('.')[0] === hash);
-  const staged = async () => (await fsp.readdir(path.join(app.dataDir, 'uploads')).catch(() => [] as string[])).filter((name) => name.endsWith('.part'));
 
   it('stores ~50 MB uploaded by two users at the same time once: one files row, one blob, two user_files rows', { timeout: 180_000 }, async () => {
     const users = [await newUser(app), await newUser(app)];
@@ -44,7 +47,7 @@ describe.each(profiles)('concurrent chunked uploads of the same content (%s prof
     const blobs = await blobsOf(hash);
     expect(blobs).toHaveLength(1);
     expect((await fsp.stat(path.join(app.dataDir, 'blobs', blobs[0]!))).size).toBe(source.length);
-    expect(await staged()).toEqual([]);
+    expect(await stagedFiles(app)).toEqual([]);
 
     for (const [i, user] of users.entries()) {
       const content = await user.get(`/api/files/${completed[i]!.json.id}/content`);
@@ -100,3 +103,49 @@ describe.each(profiles)('concurrent chunked uploads of different content (%s pro
   });
 });
 
+// Requests on one upload that arrive together: its session row decides which goes first.
+describe.each(profiles)('requests racing on one upload (%s profile)', (profile) => {
+  const app = useApp(profile);
+
+  /** A 6 MiB upload with its sha1 declared and every chunk received, ready to complete. */
+  const receivedUpload = async (user: Awaited<ReturnType<typeof newUser>>, name: string) => {
+    const chunkSize = 2 * MiB;
+    const source = randomBytes(3 * chunkSize);
+    const id = (await user.post('/api/uploads', { name, size: source.length, sha1: sha1(source), chunkSize })).json.uploadId as string;
+    await putChunks(user, id, source, chunkSize, [0, 1, 2]);
+    return { id, source };
+  };
+
+  it('answers 201 to exactly one of five simultaneous completes and 200 with the same file to the others', async () => {
+    const alice = await newUser(app);
+    const { id, source } = await receivedUpload(alice, 'five.bin');
+
+    const answers = await Promise.all(Array.from({ length: 5 }, () => complete(alice, id)));
+    expect(answers.map((answer) => answer.status).sort()).toEqual([200, 200, 200, 200, 201]);
+    expect(new Set(answers.map((answer) => answer.json.id))).toEqual(new Set([answers[0]!.json.id]));
+    expect(await app.services.db.primary('files').where({ sha1: sha1(source) })).toHaveLength(1);
+    expect((await complete(alice, id)).status).toBe(200);
+  });
+
+  it('answers a DELETE racing complete 204 (complete then 404) or, once verification began, 409 upload_state (complete 201), never 500, and leaves nothing half done', async () => {
+    const alice = await newUser(app);
+    for (let run = 0; run < 12; run++) {
+      const { id, source } = await receivedUpload(alice, `raced-${run}.bin`);
+      const { completed, cancelled } = await completeRacingCancel(alice, alice, id, run - 4);
+      // a DELETE after the completion ended is a plain cancel of a completed upload: the file stays
+      const outcomes = ['complete 201, DELETE 409', 'complete 201, DELETE 204', 'complete 404, DELETE 204'];
+      expect(outcomes, `run ${run}`).toContain(`complete ${completed.status}, DELETE ${cancelled.status}`);
+      if (cancelled.status === 409) expect(expectErrorBody(cancelled.json).code).toBe('upload_state');
+      const linked = await app.services.db.primary('files').where({ sha1: sha1(source) });
+      if (completed.status === 201) {
+        expect((await alice.get(`/api/files/${completed.json.id}/content`)).bytes.equals(source)).toBe(true);
+        expect(linked).toHaveLength(1);
+      } else {
+        expect(expectErrorBody(completed.json).code).toBe('not_found');
+        expect((await alice.get(`/api/uploads/${id}`)).status).toBe(404);
+        expect(linked).toEqual([]);
+      }
+      expect(await stagedFiles(app)).not.toContain(`${id}.part`);
+    }
+  });
+});

@@ -48,6 +48,19 @@ export async function complete(client: ApiClient, uploadId: string) {
   throw new Error(`upload ${uploadId} still verifying after 60 s`);
 }
 
+/**
+ * POST …/complete on `completer` and DELETE on `canceller` (the same or another API process), the DELETE
+ * sent `offsetMs` after the complete (before it when negative); returns the DELETE's answer and the
+ * complete's final answer (after any 202s).
+ */
+export async function completeRacingCancel(completer: ApiClient, canceller: ApiClient, uploadId: string, offsetMs: number) {
+  const pause = () => new Promise((resolve) => setTimeout(resolve, Math.abs(offsetMs)));
+  const post = () => completer.post(`/api/uploads/${uploadId}/complete`);
+  const cancel = () => canceller.request('DELETE', `/api/uploads/${uploadId}`);
+  const [first, cancelled] = await Promise.all(offsetMs < 0 ? [pause().then(post), cancel()] : [post(), pause().then(cancel)]);
+  return { cancelled, completed: first.status === 202 ? await complete(completer, uploadId) : first };
+}
+
 function expectVerifying(json: unknown): void {
   if ((json as { state?: unknown })?.state !== 'verifying') throw new Error(`202 without state "verifying": ${JSON.stringify(json)}`);
 }

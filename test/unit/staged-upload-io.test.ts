@@ -56,11 +56,10 @@ const sha1 = (bytes: Buffer) => createHash('sha1').update(bytes).digest('hex');
  * A staged upload of three 2 MiB chunks hashed tentatively (as with a declared sha1), and a writer of
  * one chunk's bytes (any bytes: a failed attempt's too) that returns the chunk's hashing.
  */
-async function tentativeUpload() {
+async function tentativeUpload(hashers = new PrefixHashers()) {
   const chunk = 2 * MiB;
   const content = randomBytes(3 * chunk);
   const filePath = await stagedFile(content.length);
-  const hashers = new PrefixHashers();
   cleanups.push(() => hashers.close());
   const write = async (index: number, bytes: Buffer) => {
     const hashing = hashers.chunk('upload', filePath, { start: index * chunk, end: (index + 1) * chunk, tentative: true });
@@ -152,6 +151,26 @@ describe('staged upload files', () => {
     expect(hashers.distanceTo('upload', 0)).toBe(0);
 
     await write(0, content.subarray(0, chunk));
+    hashers.advance('upload', filePath, 2 * chunk);
+    await write(2, content.subarray(2 * chunk));
+    hashers.advance('upload', filePath, content.length);
+
+    expect(await hashers.finish('upload', filePath, content.length)).toBe(sha1(content));
+  });
+
+  it('take back a failed chunk\'s hashed bytes even when its upload was quiet long enough to be let go meanwhile', async () => {
+    const quietLimitMs = 50;
+    const { chunk, content, filePath, hashers, write } = await tentativeUpload(new PrefixHashers(quietLimitMs));
+
+    // the first attempt at chunk 0 stalls after the hash took in its (wrong) bytes, and ends in failure
+    // only after another upload's progress has let this quiet one go
+    const failed = await write(0, randomBytes(chunk));
+    await new Promise((resolve) => setTimeout(resolve, 2 * quietLimitMs));
+    hashers.advance('other', filePath, 0);
+    failed.abandon();
+
+    await write(0, content.subarray(0, chunk));
+    await write(1, content.subarray(chunk, 2 * chunk));
     hashers.advance('upload', filePath, 2 * chunk);
     await write(2, content.subarray(2 * chunk));
     hashers.advance('upload', filePath, content.length);
