@@ -1,3 +1,6 @@
+import { isRedisUnavailable } from './cache/redis-client.js';
+import { isConnectionError } from './db/database.js';
+
 /** The one table of error codes: status and default message are defined here and nowhere else. */
 export const ERRORS = {
   invalid_input: { status: 400, message: 'The request is not valid.' },
@@ -48,3 +51,14 @@ export class AppError extends Error {
 }
 
 export const notFound = (): AppError => new AppError('not_found');
+
+/** How long a client is asked to wait when MariaDB or Redis is out of reach: past a reconnect attempt or two. */
+export const SERVICE_RETRY_AFTER_SECONDS = '5';
+
+/**
+ * True when MariaDB or Redis could not be reached or did not answer in time: the server's condition, not
+ * a bug; the same request may succeed once the service is back (the connections come back by themselves).
+ */
+export function isServiceOutage(error: unknown): boolean {
+  return isConnectionError(error) || isRedisUnavailable(error);
+}

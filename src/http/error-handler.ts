@@ -1,7 +1,5 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
-import { isRedisUnavailable } from '../cache/redis-client.js';
-import { isConnectionError } from '../db/database.js';
-import { AppError, ERRORS, type ErrorCode } from '../errors.js';
+import { AppError, ERRORS, SERVICE_RETRY_AFTER_SECONDS, isServiceOutage, type ErrorCode } from '../errors.js';
 
 /** Errors raised by express's own parsers and multer, by their codes. */
 const FRAMEWORK_ERRORS: Record<string, ErrorCode> = {
@@ -19,17 +17,12 @@ const FRAMEWORK_ERRORS: Record<string, ErrorCode> = {
   MISSING_FIELD_NAME: 'invalid_input',
 };
 
-/** How long a client is asked to wait when MariaDB or Redis is out of reach: past a reconnect attempt or two. */
-const SERVICE_RETRY_AFTER_SECONDS = '5';
-
 export function toAppError(error: unknown): AppError {
   if (error instanceof AppError) return error;
   const e = error as { type?: string; code?: string; message?: string; status?: number };
   const mapped = FRAMEWORK_ERRORS[e?.type ?? ''] ?? FRAMEWORK_ERRORS[e?.code ?? ''];
   if (mapped) return new AppError(mapped, e.message);
-  // MariaDB or Redis unreachable or not answering in time is the server's condition, not a bug: the
-  // client repeats the request once the service is back (the connections come back by themselves)
-  if (isConnectionError(error) || isRedisUnavailable(error)) {
+  if (isServiceOutage(error)) {
     return new AppError('unavailable', undefined, {}, { 'Retry-After': SERVICE_RETRY_AFTER_SECONDS });
   }
   // a full disk or quota is the server's condition, not a fault: the client may retry later

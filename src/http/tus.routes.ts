@@ -3,7 +3,7 @@ import { Readable, finished } from 'node:stream';
 import { Router, type Request, type Response } from 'express';
 import { NodeRequest, sendNodeResponse } from 'srvx/node';
 import { currentUser } from '../auth/auth.middleware.js';
-import { AppError, ERRORS, notFound } from '../errors.js';
+import { AppError, ERRORS, SERVICE_RETRY_AFTER_SECONDS, notFound } from '../errors.js';
 import type { TempFiles } from '../storage/temp-file.js';
 import { FILE_ID_HEADER, FILE_METADATA_KEY, OWNER_METADATA_KEY, USER_HEADER, type TusEndpoint } from '../upload/tus-endpoint.js';
 
@@ -147,6 +147,8 @@ async function sendTusAnswer(res: Response, answer: globalThis.Response): Promis
     if (!/^content-(type|length)$/i.test(name)) res.setHeader(name, value);
   });
   if (text.startsWith('{')) {
+    // MariaDB or Redis out of reach (TusEndpoint's refusal): the client may retry, as on every other route
+    if (answer.status === 503) res.setHeader('Retry-After', SERVICE_RETRY_AFTER_SECONDS);
     res.status(answer.status).type('application/json').send(text);
     return;
   }

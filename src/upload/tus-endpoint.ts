@@ -4,7 +4,7 @@ import { Server, type ServerOptions } from '@tus/server';
 import { ERRORS as TUS_ERRORS, type Locker, type Upload } from '@tus/utils';
 import type { Logger } from 'pino';
 import type { ServerRequest } from 'srvx';
-import { AppError, ERRORS } from '../errors.js';
+import { AppError, ERRORS, isServiceOutage } from '../errors.js';
 import type { FileService } from '../files/file.service.js';
 import { nameProblem, normalizeFolder } from '../files/names.js';
 import type { TempFiles } from '../storage/temp-file.js';
@@ -92,9 +92,10 @@ export class TusEndpoint {
       // tus answers a failure with a bare 500 text and keeps what it knows to itself: log it here (the
       // file store passes only its own FILE_WRITE_ERROR, without the system error beneath)
       onResponseError: (req, err) => {
-        const status = err instanceof Error ? 500 : err.status_code;
+        const outage = isServiceOutage(err);
+        const status = outage ? 503 : err instanceof Error ? 500 : err.status_code;
         if (status >= 500 && status !== 501) this.deps.logger.error({ err, method: req.method, url: req.url }, 'tus request failed');
-        return undefined;
+        return outage ? refuse(503, 'unavailable', ERRORS.unavailable.message) : undefined;
       },
     };
     this.server = new Server(options);
