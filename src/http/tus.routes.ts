@@ -32,6 +32,7 @@ export function tusRoutes(tus: TusEndpoint, temp: TempFiles): Router {
     req.headers[USER_HEADER] = userId;
     const id = req.path.replace(/^\/tus\/?/, '');
     if (id && (await tus.ownerOf(id)) !== userId) throw notFound();
+    if (id && req.method === 'HEAD') await tus.linkIfComplete(id, userId);
     // @tus/server takes the upload id from the end of the whole URL, query included ("?x=/<id>"): it sees
     // only the path whose id was checked above
     req.url = req.originalUrl.split('?')[0]!;

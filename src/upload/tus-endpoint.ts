@@ -159,32 +159,59 @@ export class TusEndpoint {
     this.owners.set(id, userId);
   }
 
-  /**
-   * Hashes, checks and links a finished upload, once. @tus/server calls this after letting go of the
-   * upload's lock, and again for every PATCH that finds the upload complete (an empty one will do): the
-   * hook takes the lock itself and, once linked, only answers with the file it linked. The bytes are
-   * linked before they leave the upload, so a refusal (a name taken) leaves them there for a retry.
-   */
   private async onFinish(req: ServerRequest, upload: Upload) {
-    const userId = this.userOf(req);
-    const lock = this.locker.newLock(upload.id);
+    try {
+      return { headers: { [FILE_ID_HEADER]: await this.linkOnce(upload.id, this.userOf(req)) } };
+    } catch (error) {
+      if (error instanceof AppError) throw refuse(error.status, error.code, error.message);
+      throw error;
+    }
+  }
+
+  /**
+   * For HEAD: an upload that holds all its bytes but was never linked (a kill -9 came between its last
+   * byte and its link) is linked now, since tus clients resume with HEAD and, seeing every byte there,
+   * report success without sending another PATCH. Returns the file id, or null when the upload is not
+   * complete or its name is taken (it stays for a later HEAD or an empty PATCH).
+   */
+  async linkIfComplete(id: string, userId: string): Promise<string | null> {
+    const upload = await this.store.getUpload(id).catch(() => null);
+    if (!upload || upload.size === undefined || upload.offset !== upload.size) return null;
+    const linked = upload.metadata?.[FILE_METADATA_KEY];
+    if (linked) return linked;
+    try {
+      return await this.linkOnce(id, userId);
+    } catch (error) {
+      if (error instanceof AppError && error.code === 'name_conflict') return null;
+      throw error;
+    }
+  }
+
+  /**
+   * Hashes, checks and links a finished upload, once. @tus/server calls its finish hook after letting go
+   * of the upload's lock, and again for every PATCH that finds the upload complete (an empty one will
+   * do): this takes the lock itself and, once linked, only answers with the file it linked. The bytes
+   * are linked before they leave the upload, so a refusal (a name taken) leaves them there for a retry.
+   */
+  private async linkOnce(id: string, userId: string): Promise<string> {
+    const lock = this.locker.newLock(id);
     await lock.lock(new AbortController().signal, () => undefined);
     try {
-      const current = await this.store.getUpload(upload.id);
+      const current = await this.store.getUpload(id);
       const linked = current.metadata?.[FILE_METADATA_KEY];
-      if (linked) return { headers: { [FILE_ID_HEADER]: linked } };
+      if (linked) return linked;
       const source = current.storage!.path;
       const size = current.size ?? current.offset;
-      const sha1 = await this.deps.hashers.finish(this.hashKey(upload.id), source, size);
+      const sha1 = await this.deps.hashers.finish(this.hashKey(id), source, size);
       const declared = current.metadata?.sha1;
       if (declared && declared !== sha1) {
-        await this.store.remove(upload.id);
-        throw refuse(422, 'hash_mismatch', 'The uploaded bytes do not match the declared sha1; nothing was linked.');
+        await this.store.remove(id);
+        throw new AppError('hash_mismatch', 'The uploaded bytes do not match the declared sha1; nothing was linked.');
       }
       const fileId = await this.link(userId, current, source, sha1, size);
-      await this.store.markLinked(upload.id, FILE_METADATA_KEY, fileId);
+      await this.store.markLinked(id, FILE_METADATA_KEY, fileId);
       await this.leaveEmptyPlaceholder(source, size);
-      return { headers: { [FILE_ID_HEADER]: fileId } };
+      return fileId;
     } finally {
       await lock.unlock();
     }
@@ -199,9 +226,6 @@ export class TusEndpoint {
     try {
       const { file } = await this.deps.files.linkContent(userId, upload.metadata!.folder!, upload.metadata!.filename!, { path: link, sha1, size });
       return file.id;
-    } catch (error) {
-      if (error instanceof AppError) throw refuse(error.status, error.code, error.message);
-      throw error;
     } finally {
       await this.deps.temp.discard(link);
     }

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { Upload } from 'tus-js-client';
 import { describe, expect, it } from 'vitest';
 import { availableProfiles, useApp } from '../support/app.js';
 import { expectErrorBody, newUser, sha1 } from '../support/files.js';
@@ -61,6 +62,33 @@ describe.each(profiles)('finishing a tus upload (%s profile)', (profile) => {
     const file = (await alice.get(`/api/files/${fileId}`)).json;
     expect(file).toMatchObject({ name: 'clash.bin', folder: '/t', size: bytes.length, sha1: sha1(bytes) });
     expect((await alice.get(`/api/files/${fileId}/content`)).bytes.equals(bytes)).toBe(true);
+  });
+
+  it('links on HEAD an upload that holds every byte but was never linked (as after a crash before its link): a resuming tus-js-client finds its file', async () => {
+    const alice = await newUser(app);
+    const blocker = await alice.upload('/api/files', { name: 'later.bin', bytes: randomBytes(10) });
+    const bytes = randomBytes(MiB + 99);
+    const url = await createTusUpload(app.baseUrl, alice, bytes.length, { filename: 'later.bin' });
+    expect((await tusPatch(alice, url, 0, bytes)).status).toBe(409);
+    expect((await alice.request('DELETE', `/api/files/${blocker.json.id}`)).status).toBe(204);
+
+    const requests: string[] = [];
+    await new Promise<void>((resolve, reject) => {
+      const resumed = new Upload(bytes, {
+        uploadUrl: url,
+        headers: { authorization: `Bearer ${alice.token}` },
+        retryDelays: null,
+        onBeforeRequest: (req) => void requests.push(req.getMethod()),
+        onSuccess: () => resolve(),
+        onError: reject,
+      });
+      resumed.start();
+    });
+    expect(requests).toEqual(['HEAD']);
+    const files = (await alice.get('/api/files')).json.files;
+    expect(files).toEqual([expect.objectContaining({ name: 'later.bin', size: bytes.length, sha1: sha1(bytes) })]);
+    expect(await headFileId(alice, url)).toBe(files[0].id);
+    expect((await alice.get(`/api/files/${files[0].id}/content`)).bytes.equals(bytes)).toBe(true);
   });
 
   it('links one file when several empty PATCHes finish the same upload at once', async () => {
