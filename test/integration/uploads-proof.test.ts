@@ -1,40 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { availableProfiles, useApp, type RunningApp } from '../support/app.js';
-import { blobFiles, expectErrorBody, newUser, sha1 } from '../support/files.js';
-import { MiB, complete, forgedProof, proofFor, putChunks, uploadChunked, type Challenge } from '../support/uploads.js';
+import { describe, expect, it, vi } from 'vitest';
+import { availableProfiles, useApp } from '../support/app.js';
+import { blobFiles, expectErrorBody, newUser } from '../support/files.js';
+import { ask, expectChallenge, stored } from '../support/proof.js';
+import { MiB, complete, forgedProof, proofFor, putChunks, uploadChunked } from '../support/uploads.js';
 
 const profiles = await availableProfiles('instant uploads');
-
-type User = Awaited<ReturnType<typeof newUser>>;
-
-/** Content `owner` has stored (multipart), for others to claim by proof. */
-async function stored(app: RunningApp, owner: User, size: number) {
-  const bytes = randomBytes(size);
-  const up = await owner.upload('/api/files', { name: `original-${sha1(bytes).slice(0, 8)}.bin`, bytes });
-  if (up.status !== 201) throw new Error(`seed upload: ${up.status} ${up.text}`);
-  return { bytes, hash: sha1(bytes), file: up.json };
-}
-
-const ask = (client: User, bytes: Buffer, name: string, folder = '/') =>
-  client.post('/api/uploads', { name, folder, size: bytes.length, sha1: sha1(bytes) });
-
-function expectChallenge(answer: { status: number; json: any }, size: number): Challenge {
-  expect(answer.status).toBe(200);
-  expect(answer.json.mode).toBe('proof');
-  expect(answer.json.uploadId).toMatch(/^[0-9a-f-]{36}$/);
-  const challenge = answer.json.challenge as Challenge;
-  expect(challenge.nonce).toMatch(/^[0-9a-f]{32}$/);
-  expect(challenge.ranges).toHaveLength(3);
-  for (const { offset, length } of challenge.ranges) {
-    expect(length).toBeGreaterThan(0);
-    expect(offset).toBeGreaterThanOrEqual(0);
-    expect(offset + length).toBeLessThanOrEqual(size);
-  }
-  return challenge;
-}
 
 describe.each(profiles)('instant upload by proof of possession (%s profile)', (profile) => {
   const app = useApp(profile);
