@@ -83,14 +83,6 @@ export class UploadsRepository {
     await this.db.write(null, (db) => db('upload_sessions').where({ id }).update({ ...change, updated_at: Date.now() }));
   }
 
-  /** Clears the challenge if it is still `nonce`; true for exactly one caller. */
-  async consumeChallenge(id: string, nonce: string): Promise<boolean> {
-    const changed = await this.db.write(null, (db) =>
-      db('upload_sessions').where({ id, challenge_nonce: nonce }).update({ challenge_nonce: null, updated_at: Date.now() }),
-    );
-    return changed === 1;
-  }
-
   /** Inside the linking transaction: completes a proof session if its challenge is still `nonce`. */
   async completeByProof(trx: Knex, id: string, nonce: string, fileId: string): Promise<boolean> {
     const changed = await trx('upload_sessions')

@@ -105,13 +105,8 @@ export class UploadCompletion {
       await this.fallBackToChunks(session);
       throw new AppError('too_many_requests', undefined, {}, { 'Retry-After': String(outcome.retryAfterSeconds) });
     }
-    if (outcome === 'wrong') {
-      // Single use: whoever clears the nonce first owns this answer; a replay finds it gone.
-      if (await this.deps.uploads.consumeChallenge(id, nonce)) {
-        await this.deps.cache.hit(proofThrottleKey(userId, session.sha1!), WRONG_PROOF_WINDOW_SECONDS);
-      }
-      throw await this.fallBackToChunks(session);
-    }
+    // the strike was counted when the answer was judged; the fall-back uses the challenge up
+    if (outcome === 'wrong') throw await this.fallBackToChunks(session);
     const now = await findLiveSession(this.deps.uploads, userId, id);
     if (now.state === 'complete') return this.answerCompleted(userId, now);
     // collected or found corrupt since the challenge: the bytes must come from the client after all
@@ -121,14 +116,25 @@ export class UploadCompletion {
   /**
    * The throttle's verdict first, then the answer against the challenged bytes (read while the
    * throttle is asked). Without live content (expired challenge, content gone) every answer is wrong.
+   * Every answer judged takes one of the wrong-proof attempts first, checked and counted in one atomic
+   * step: answers sent in parallel can never have more than MAX_WRONG_PROOFS judged in a window. A right
+   * answer, or one that could not be judged, hands its attempt back.
    */
   private async judge(userId: string, session: UploadRow, blob: BlobRow | undefined, proof: string): Promise<'right' | 'wrong' | { retryAfterSeconds: number }> {
     const reading = blob ? this.deps.content.readRanges(blob, challengeRanges(session)) : undefined;
     reading?.catch(() => undefined);
-    const failures = await this.deps.cache.peek(proofThrottleKey(userId, session.sha1!));
-    if (failures.count >= MAX_WRONG_PROOFS) return { retryAfterSeconds: failures.retryAfterSeconds };
-    const bytes = await reading;
-    return bytes && proofMatches(expectedProof(session.challenge_nonce!, bytes), proof) ? 'right' : 'wrong';
+    const key = proofThrottleKey(userId, session.sha1!);
+    const attempt = await this.deps.cache.take(key, MAX_WRONG_PROOFS, WRONG_PROOF_WINDOW_SECONDS);
+    if (!attempt.taken) return { retryAfterSeconds: attempt.retryAfterSeconds };
+    const bytes = await reading?.catch(async (error: unknown) => {
+      await this.deps.cache.giveBack(key);
+      throw error;
+    });
+    if (!bytes || !proofMatches(expectedProof(session.challenge_nonce!, bytes), proof)) return 'wrong';
+    // not awaited: the link waits for this verdict (the instant path counts round trips); a lost
+    // give-back leaves one strike until the window ends
+    this.deps.cache.giveBack(key).catch(() => undefined);
+    return 'right';
   }
 
   /** Turns a proof session into a chunk upload; returns the 403 that tells the client to upload. */
