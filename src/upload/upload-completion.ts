@@ -71,23 +71,25 @@ export class UploadCompletion {
     if (session.state === 'complete') return this.answerCompleted(userId, session);
     const nonce = session.challenge_nonce;
     if (session.mode !== 'proof' || !nonce) throw new AppError('upload_state', 'This upload has no open challenge.');
-    const live = (session.challenge_expires_at ?? 0) > Date.now() && blob?.status === 'available';
-    const verdict = this.judge(userId, session, live ? blob : undefined, proof);
+    if ((session.challenge_expires_at ?? 0) <= Date.now() || blob?.status !== 'available') {
+      // Nothing to judge the answer against (challenge expired, content gone): no wrong proof, so no
+      // strike, or an honest client would be locked out by answering late. The bytes must be sent.
+      throw await this.fallBackToChunks(session);
+    }
+    const verdict = this.judge(userId, session, blob, proof);
     verdict.catch(() => undefined);
     // The link is written while the verdict is reached (the instant-upload path counts round trips):
     // the transaction commits only a right answer, together with the use of the challenge and the
     // session's completion; a replay racing this answer finds the challenge used.
-    const linked = !live
-      ? null
-      : await this.deps.files
-          .linkStored(userId, session.folder, session.name, { id: blob.id, sha1: blob.sha1, size: session.size }, async (trx, file) => {
-            if ((await verdict.catch(() => null)) !== 'right') throw new NotRight();
-            if (!(await this.deps.uploads.completeByProof(trx, id, nonce, file.id))) throw new ChallengeUsed();
-          })
-          .catch((error: unknown) => {
-            if (isContentGone(error) || error instanceof ChallengeUsed || error instanceof NotRight) return null;
-            throw error;
-          });
+    const linked = await this.deps.files
+      .linkStored(userId, session.folder, session.name, { id: blob.id, sha1: blob.sha1, size: session.size }, async (trx, file) => {
+        if ((await verdict.catch(() => null)) !== 'right') throw new NotRight();
+        if (!(await this.deps.uploads.completeByProof(trx, id, nonce, file.id))) throw new ChallengeUsed();
+      })
+      .catch((error: unknown) => {
+        if (isContentGone(error) || error instanceof ChallengeUsed || error instanceof NotRight) return null;
+        throw error;
+      });
     if (linked) {
       // Staged bytes (of a session that began as an upload) are of no use now, and the answer does not
       // wait for their removal: a thread-pool round trip that took 5–7 ms of a proof now and then when
@@ -115,22 +117,21 @@ export class UploadCompletion {
 
   /**
    * The throttle's verdict first, then the answer against the challenged bytes (read while the
-   * throttle is asked). Without live content (expired challenge, content gone) every answer is wrong.
-   * Every answer judged takes one of the wrong-proof attempts first, checked and counted in one atomic
+   * throttle is asked). Every answer judged takes one of the wrong-proof attempts first, checked and counted in one atomic
    * step: answers sent in parallel can never have more than MAX_WRONG_PROOFS judged in a window. A right
    * answer, or one that could not be judged, hands its attempt back.
    */
-  private async judge(userId: string, session: UploadRow, blob: BlobRow | undefined, proof: string): Promise<'right' | 'wrong' | { retryAfterSeconds: number }> {
-    const reading = blob ? this.deps.content.readRanges(blob, challengeRanges(session)) : undefined;
-    reading?.catch(() => undefined);
+  private async judge(userId: string, session: UploadRow, blob: BlobRow, proof: string): Promise<'right' | 'wrong' | { retryAfterSeconds: number }> {
+    const reading = this.deps.content.readRanges(blob, challengeRanges(session));
+    reading.catch(() => undefined);
     const key = proofThrottleKey(userId, session.sha1!);
     const attempt = await this.deps.cache.take(key, MAX_WRONG_PROOFS, WRONG_PROOF_WINDOW_SECONDS);
     if (!attempt.taken) return { retryAfterSeconds: attempt.retryAfterSeconds };
-    const bytes = await reading?.catch(async (error: unknown) => {
+    const bytes = await reading.catch(async (error: unknown) => {
       await this.deps.cache.giveBack(key);
       throw error;
     });
-    if (!bytes || !proofMatches(expectedProof(session.challenge_nonce!, bytes), proof)) return 'wrong';
+    if (!proofMatches(expectedProof(session.challenge_nonce!, bytes), proof)) return 'wrong';
     // not awaited: the link waits for this verdict (the instant path counts round trips); a lost
     // give-back leaves one strike until the window ends
     this.deps.cache.giveBack(key).catch(() => undefined);

@@ -75,4 +75,40 @@ describe.each(profiles)('wrong proofs throttle (%s profile)', (profile) => {
     expect((await prove(bob, sessions[5]!.id, forgedProof())).status).toBe(403);
     expect((await prove(bob, sessions[6]!.id, forgedProof())).status).toBe(429);
   });
+
+  it('does not count the right answer to an expired challenge as a wrong proof: five of them, then a right proof links', async () => {
+    const alice = await newUser(app);
+    const bob = await newUser(app);
+    const { bytes } = await stored(app, alice, 1 * MiB);
+    const sessions = await openChallenges(bob, bytes, 6);
+    const late = sessions.slice(0, 5);
+    // the clock of the challenge, not of the test, is what expires: move its deadline into the past
+    await db()('upload_sessions').whereIn('id', late.map(({ id }) => id)).update({ challenge_expires_at: Date.now() - 1 });
+
+    for (const { id, challenge } of late) {
+      const answer = await prove(bob, id, proofFor(challenge, bytes));
+      expect(answer.status).toBe(403);
+      expect(expectErrorBody(answer.json).code).toBe('proof_rejected');
+      expect((await bob.get(`/api/uploads/${id}`)).json).toMatchObject({ mode: 'chunks', state: 'receiving' });
+    }
+    const last = sessions[5]!;
+    expect((await prove(bob, last.id, proofFor(last.challenge, bytes))).status).toBe(201);
+  });
+
+  it('does not count a proof for content that stopped being available as a wrong proof', async () => {
+    const alice = await newUser(app);
+    const bob = await newUser(app);
+    const { bytes, hash } = await stored(app, alice, 1 * MiB);
+    const sessions = await openChallenges(bob, bytes, 5);
+    await db()('files').where({ sha1: hash }).update({ status: 'corrupt' });
+    for (const { id, challenge } of sessions) {
+      const answer = await prove(bob, id, proofFor(challenge, bytes));
+      expect(answer.status).toBe(403);
+      expect(expectErrorBody(answer.json).code).toBe('proof_rejected');
+    }
+    // available again (say, repaired from another copy): the honest user is not locked out
+    await db()('files').where({ sha1: hash }).update({ status: 'available' });
+    const again = await ask(bob, bytes, 'again.bin');
+    expect((await prove(bob, again.json.uploadId, proofFor(expectChallenge(again, bytes.length), bytes))).status).toBe(201);
+  });
 });
