@@ -160,6 +160,24 @@ describe.each(profiles)('instant upload by proof of possession (%s profile)', (p
     // the staged file the session began with is removed once the proof is answered
     await vi.waitFor(() => expect(fsp.stat(staged)).rejects.toThrow(/ENOENT/), { timeout: 5000 });
   });
+
+  it('keeps a session that answered a wrong proof in chunk mode when PATCH declares the same sha1 again: 201 with what is missing', async () => {
+    const alice = await newUser(app);
+    const bob = await newUser(app);
+    const { bytes, hash } = await stored(app, alice, 2 * MiB);
+    const asked = await ask(bob, bytes, 'redeclared.bin');
+    expectChallenge(asked, bytes.length);
+    const id = asked.json.uploadId as string;
+    expect((await bob.post(`/api/uploads/${id}/proof`, { proof: forgedProof() })).status).toBe(403);
+    const { chunkSize, chunkCount } = (await bob.get(`/api/uploads/${id}`)).json as { chunkSize: number; chunkCount: number };
+    await putChunks(bob, id, bytes, chunkSize, [0]);
+
+    const again = await bob.request('PATCH', `/api/uploads/${id}`, { json: { sha1: hash } });
+    expect(again.status).toBe(201);
+    expect(again.json).toEqual({ uploadId: id, mode: 'chunks', chunkSize, chunkCount, missing: [...Array(chunkCount).keys()].slice(1) });
+    expect((await bob.get(`/api/uploads/${id}`)).json).toMatchObject({ mode: 'chunks', state: 'receiving', received: 1 });
+    expect((await bob.post(`/api/uploads/${id}/proof`, { proof: forgedProof() })).status).toBe(409);
+  });
 });
 
 describe.each(profiles)('instant upload with DEDUPE_SCOPE=user (%s profile)', (profile) => {
