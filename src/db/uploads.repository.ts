@@ -91,6 +91,19 @@ export class UploadsRepository {
     return changed === 1;
   }
 
+  /**
+   * Ends a proof session whose right answer could not be linked (`errorCode`, e.g. its name was taken)
+   * if its challenge is still `nonce`: the challenge is used up with it. True for exactly one caller.
+   */
+  async failByProof(id: string, nonce: string, errorCode: string): Promise<boolean> {
+    const changed = await this.db.write(null, (db) =>
+      db('upload_sessions')
+        .where({ id, challenge_nonce: nonce, state: 'receiving' })
+        .update({ challenge_nonce: null, state: 'failed', error_code: errorCode, updated_at: Date.now() }),
+    );
+    return changed === 1;
+  }
+
   async remove(id: string): Promise<void> {
     await this.db.write(null, (db) => db('upload_sessions').where({ id }).delete());
   }

@@ -42,7 +42,7 @@ export class UploadCompletion {
   async complete(userId: string, id: string): Promise<CompleteAnswer> {
     const session = await findLiveSession(this.deps.uploads, userId, id);
     if (session.state === 'complete') return this.answerCompleted(userId, session);
-    if (session.state === 'failed') throw new AppError((session.error_code as ErrorCode | null) ?? 'hash_mismatch');
+    if (session.state === 'failed') throw failure(session);
     if (session.mode === 'proof') throw new AppError('upload_state', 'Answer the challenge first, or upload after a rejected proof.');
     if (session.state === 'receiving') {
       const missing = missingChunks(await this.deps.tracker.received(id, session.chunk_count));
@@ -69,6 +69,7 @@ export class UploadCompletion {
     const session = liveSession(found?.session);
     const blob = found?.content;
     if (session.state === 'complete') return this.answerCompleted(userId, session);
+    if (session.state === 'failed') throw failure(session);
     const nonce = session.challenge_nonce;
     if (session.mode !== 'proof' || !nonce) throw new AppError('upload_state', 'This upload has no open challenge.');
     if ((session.challenge_expires_at ?? 0) <= Date.now() || blob?.status !== 'available') {
@@ -81,6 +82,7 @@ export class UploadCompletion {
     // The link is written while the verdict is reached (the instant-upload path counts round trips):
     // the transaction commits only a right answer, together with the use of the challenge and the
     // session's completion; a replay racing this answer finds the challenge used.
+    let nameTaken = false;
     const linked = await this.deps.files
       .linkStored(userId, session.folder, session.name, { id: blob.id, sha1: blob.sha1, size: session.size }, async (trx, file) => {
         if ((await verdict.catch(() => null)) !== 'right') throw new NotRight();
@@ -88,6 +90,12 @@ export class UploadCompletion {
       })
       .catch((error: unknown) => {
         if (isContentGone(error) || error instanceof ChallengeUsed || error instanceof NotRight) return null;
+        // Taken since the challenge: the answer is judged all the same (below), or the session would
+        // answer 409 forever, its challenge never used up and wrong answers never counted.
+        if (error instanceof AppError && error.code === 'name_conflict') {
+          nameTaken = true;
+          return null;
+        }
         throw error;
       });
     if (linked) {
@@ -109,17 +117,25 @@ export class UploadCompletion {
     }
     // the strike was counted when the answer was judged; the fall-back uses the challenge up
     if (outcome === 'wrong') throw await this.fallBackToChunks(session);
+    // Right, but the name is taken: uploading would meet the same conflict, so the session ends here
+    // (as a chunk upload's completion does); the client frees the name or picks another and asks again.
+    if (nameTaken && (await this.deps.uploads.failByProof(id, nonce, 'name_conflict'))) {
+      this.deps.staging.remove(id).catch(() => undefined);
+      throw new AppError('name_conflict');
+    }
     const now = await findLiveSession(this.deps.uploads, userId, id);
     if (now.state === 'complete') return this.answerCompleted(userId, now);
+    if (now.state === 'failed') throw failure(now);
     // collected or found corrupt since the challenge: the bytes must come from the client after all
     throw await this.fallBackToChunks(session);
   }
 
   /**
    * The throttle's verdict first, then the answer against the challenged bytes (read while the
-   * throttle is asked). Every answer judged takes one of the wrong-proof attempts first, checked and counted in one atomic
-   * step: answers sent in parallel can never have more than MAX_WRONG_PROOFS judged in a window. A right
-   * answer, or one that could not be judged, hands its attempt back.
+   * throttle is asked). Every answer takes one of the wrong-proof attempts before it is compared,
+   * checked and counted in one atomic step: answers sent in parallel can never have more than
+   * MAX_WRONG_PROOFS judged in a window. A right answer, or one that could not be judged, hands its
+   * attempt back.
    */
   private async judge(userId: string, session: UploadRow, blob: BlobRow, proof: string): Promise<'right' | 'wrong' | { retryAfterSeconds: number }> {
     const reading = this.deps.content.readRanges(blob, challengeRanges(session));
@@ -176,6 +192,9 @@ export class UploadCompletion {
     return { status: 201, file };
   }
 }
+
+/** What a failed session answers from then on. */
+const failure = (session: UploadRow): AppError => new AppError((session.error_code as ErrorCode | null) ?? 'hash_mismatch');
 
 function challengeRanges(session: UploadRow): ByteRange[] {
   return (JSON.parse(session.challenge_ranges ?? '[]') as Array<{ offset: number; length: number }>).map(toByteRange);

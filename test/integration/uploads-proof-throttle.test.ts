@@ -1,20 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { availableProfiles, useApp } from '../support/app.js';
 import { expectErrorBody, newUser } from '../support/files.js';
-import { ask, expectChallenge, stored, type User } from '../support/proof.js';
-import { MiB, forgedProof, proofFor, type Challenge } from '../support/uploads.js';
+import { ask, expectChallenge, openChallenges, stored, type User } from '../support/proof.js';
+import { MiB, forgedProof, proofFor } from '../support/uploads.js';
 
 const profiles = await availableProfiles('proof throttle');
-
-/** `count` open proof sessions of `client` for `bytes`, each under its own name. */
-async function openChallenges(client: User, bytes: Buffer, count: number): Promise<Array<{ id: string; challenge: Challenge }>> {
-  const sessions = [];
-  for (let n = 0; n < count; n++) {
-    const asked = await ask(client, bytes, `try-${n}-${Math.random().toString(36).slice(2, 8)}.bin`);
-    sessions.push({ id: asked.json.uploadId as string, challenge: expectChallenge(asked, bytes.length) });
-  }
-  return sessions;
-}
 
 describe.each(profiles)('wrong proofs throttle (%s profile)', (profile) => {
   const app = useApp(profile);

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { availableProfiles, useApp } from '../support/app.js';
 import { blobFiles, expectErrorBody, newUser } from '../support/files.js';
-import { ask, expectChallenge, stored } from '../support/proof.js';
+import { ask, expectChallenge, openChallenges, stored } from '../support/proof.js';
 import { MiB, complete, forgedProof, proofFor, putChunks, uploadChunked } from '../support/uploads.js';
 
 const profiles = await availableProfiles('instant uploads');
@@ -177,6 +177,50 @@ describe.each(profiles)('instant upload by proof of possession (%s profile)', (p
     expect(again.json).toEqual({ uploadId: id, mode: 'chunks', chunkSize, chunkCount, missing: [...Array(chunkCount).keys()].slice(1) });
     expect((await bob.get(`/api/uploads/${id}`)).json).toMatchObject({ mode: 'chunks', state: 'receiving', received: 1 });
     expect((await bob.post(`/api/uploads/${id}/proof`, { proof: forgedProof() })).status).toBe(409);
+  });
+
+  it('judges a wrong proof on a session whose name was taken meanwhile: 403, chunk mode, and it counts as wrong', async () => {
+    const alice = await newUser(app);
+    const bob = await newUser(app);
+    const { bytes } = await stored(app, alice, 2 * MiB);
+    const asked = await ask(bob, bytes, 'taken.bin');
+    expectChallenge(asked, bytes.length);
+    expect((await bob.upload('/api/files', { name: 'taken.bin', bytes: randomBytes(100) })).status).toBe(201);
+
+    const wrong = await bob.post(`/api/uploads/${asked.json.uploadId}/proof`, { proof: forgedProof() });
+    expect(wrong.status).toBe(403);
+    expect(expectErrorBody(wrong.json).code).toBe('proof_rejected');
+    expect((await bob.get(`/api/uploads/${asked.json.uploadId}`)).json).toMatchObject({ mode: 'chunks', state: 'receiving' });
+    // four more wrong answers make five: proof is no longer offered for this content
+    for (const { id } of await openChallenges(bob, bytes, 4)) expect((await bob.post(`/api/uploads/${id}/proof`, { proof: forgedProof() })).status).toBe(403);
+    expect((await ask(bob, bytes, 'after.bin')).json).toMatchObject({ mode: 'chunks' });
+  });
+
+  it('answers a right proof on a session whose name was taken meanwhile with 409 name_conflict: the challenge is used up, the session failed, a new one links', async () => {
+    const alice = await newUser(app);
+    const bob = await newUser(app);
+    const { bytes, hash } = await stored(app, alice, 2 * MiB);
+    const asked = await ask(bob, bytes, 'taken.bin', '/in');
+    const proof = proofFor(expectChallenge(asked, bytes.length), bytes);
+    const id = asked.json.uploadId as string;
+    const other = await bob.upload('/api/files', { name: 'taken.bin', bytes: randomBytes(100) }, { folder: '/in' });
+
+    const clash = await bob.post(`/api/uploads/${id}/proof`, { proof });
+    expect(clash.status).toBe(409);
+    expect(expectErrorBody(clash.json).code).toBe('name_conflict');
+    expect((await bob.get(`/api/uploads/${id}`)).json).toMatchObject({ mode: 'proof', state: 'failed' });
+    expect(await linksTo(hash)).toHaveLength(1);
+    // the session is over: the same answer, or completing, meets the same conflict
+    expect(expectErrorBody((await bob.post(`/api/uploads/${id}/proof`, { proof })).json).code).toBe('name_conflict');
+    expect(expectErrorBody((await complete(bob, id)).json).code).toBe('name_conflict');
+
+    // once the name is free again, asking again opens a new session whose challenge links at once
+    expect((await bob.request('DELETE', `/api/files/${other.json.id}`)).status).toBe(204);
+    const again = await ask(bob, bytes, 'taken.bin', '/in');
+    expect(again.json.uploadId).not.toBe(id);
+    const proven = await bob.post(`/api/uploads/${again.json.uploadId}/proof`, { proof: proofFor(expectChallenge(again, bytes.length), bytes) });
+    expect(proven.status).toBe(201);
+    expect(proven.json).toMatchObject({ name: 'taken.bin', folder: '/in', sha1: hash });
   });
 });
 

@@ -33,3 +33,13 @@ export function expectChallenge(answer: { status: number; json: any }, size: num
   }
   return challenge;
 }
+
+/** `count` open proof sessions of `client` for `bytes`, each under its own name. */
+export async function openChallenges(client: User, bytes: Buffer, count: number): Promise<Array<{ id: string; challenge: Challenge }>> {
+  const sessions = [];
+  for (let n = 0; n < count; n++) {
+    const asked = await ask(client, bytes, `try-${n}-${Math.random().toString(36).slice(2, 8)}.bin`);
+    sessions.push({ id: asked.json.uploadId as string, challenge: expectChallenge(asked, bytes.length) });
+  }
+  return sessions;
+}
