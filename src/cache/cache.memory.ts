@@ -9,12 +9,6 @@ interface Window {
 export class MemoryCache implements Cache {
   private readonly windows = new Map<string, Window>();
 
-  async hit(key: string, windowSeconds: number) {
-    const now = Date.now();
-    const window = this.add(key, windowSeconds, now);
-    return { count: window.count, retryAfterSeconds: secondsLeft(window, now) };
-  }
-
   async peek(key: string) {
     const now = Date.now();
     const window = this.live(key, now);

@@ -17,18 +17,6 @@ export class RedisCache implements Cache {
     private readonly prefix: string,
   ) {}
 
-  async hit(key: string, windowSeconds: number) {
-    const fullKey = this.prefix + key;
-    // SET NX starts the window only once; INCR and PTTL then read it atomically in one round trip.
-    const [, [, count], [, ttlMs]] = (await this.redis
-      .multi()
-      .set(fullKey, 0, 'EX', windowSeconds, 'NX')
-      .incr(fullKey)
-      .pttl(fullKey)
-      .exec()) as [unknown, [unknown, number], [unknown, number]];
-    return { count, retryAfterSeconds: Math.max(1, Math.ceil(ttlMs / 1000)) };
-  }
-
   async peek(key: string) {
     const fullKey = this.prefix + key;
     // one command on the common path (no count yet); the time left is asked only for a live count

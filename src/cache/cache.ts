@@ -1,7 +1,5 @@
 /** Short-lived shared counters (login and proof throttling). Memory in embedded, Redis in cluster. */
 export interface Cache {
-  /** Adds one to `key`, starting a window of `windowSeconds` on the first hit; returns the new count. */
-  hit(key: string, windowSeconds: number): Promise<{ count: number; retryAfterSeconds: number }>;
   peek(key: string): Promise<{ count: number; retryAfterSeconds: number }>;
   /**
    * Takes one of `limit` attempts in `key`'s window (the first one taken starts it), checking and
