@@ -26,6 +26,7 @@ export const ERRORS = {
   hash_mismatch: { status: 422, message: 'The uploaded bytes do not match the declared SHA-1; nothing was linked.' },
   upload_locked: { status: 423, message: 'Another request is writing this upload; try again shortly.' },
   too_many_requests: { status: 429, message: 'Too many attempts; try again later.' },
+  client_closed_request: { status: 499, message: 'The client closed the connection before its request ended.' },
   internal: { status: 500, message: 'Something went wrong on our side.' },
   insufficient_storage: { status: 507, message: 'The server has no room for these bytes now; try again later.' },
   unavailable: { status: 503, message: 'A backing service is unavailable.' },

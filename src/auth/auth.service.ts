@@ -40,19 +40,26 @@ export class AuthService {
     return { id, username };
   }
 
-  /** Failed attempts per username+ip are counted; past the limit even a right password waits. */
+  /**
+   * Failed attempts per username+ip are counted; past the limit even a right password waits. Each
+   * attempt is counted before its password is checked, in one atomic step with the limit check, so
+   * guesses sent at once cannot have more than the limit checked; a right password clears the count.
+   */
   async login(username: string, password: string, ip: string): Promise<TokenPair> {
     const throttleKey = `login:${username}:${ip}`;
-    const seen = await this.deps.cache.peek(throttleKey);
-    if (seen.count >= this.deps.loginMaxFailures) {
-      throw new AppError('too_many_requests', undefined, {}, { 'Retry-After': String(seen.retryAfterSeconds) });
+    const attempt = await this.deps.cache.take(throttleKey, this.deps.loginMaxFailures, this.deps.loginWindowSeconds);
+    if (!attempt.taken) throw new AppError('too_many_requests', undefined, {}, { 'Retry-After': String(attempt.retryAfterSeconds) });
+    let user: Awaited<ReturnType<UsersRepository['findByUsername']>>;
+    let ok: boolean;
+    try {
+      user = await this.deps.users.findByUsername(username);
+      ok = await verify(user?.password_hash ?? (await DUMMY_HASH), password);
+    } catch (error) {
+      // the password was never checked (e.g. the database is down): not a failed attempt
+      await this.deps.cache.giveBack(throttleKey);
+      throw error;
     }
-    const user = await this.deps.users.findByUsername(username);
-    const ok = await verify(user?.password_hash ?? (await DUMMY_HASH), password);
-    if (!user || !ok) {
-      await this.deps.cache.hit(throttleKey, this.deps.loginWindowSeconds);
-      throw new AppError('invalid_credentials');
-    }
+    if (!user || !ok) throw new AppError('invalid_credentials');
     await this.deps.cache.forget(throttleKey);
     return this.issue(user.id, user.username, randomUUID());
   }

@@ -111,19 +111,24 @@ export class UploadsRepository {
     await this.db.write(null, (db) => db('upload_sessions').where({ id }).update({ ...change, updated_at: Date.now() }));
   }
 
-  /** Clears the challenge if it is still `nonce`; true for exactly one caller. */
-  async consumeChallenge(id: string, nonce: string): Promise<boolean> {
-    const changed = await this.db.write(null, (db) =>
-      db('upload_sessions').where({ id, challenge_nonce: nonce }).update({ challenge_nonce: null, updated_at: Date.now() }),
-    );
-    return changed === 1;
-  }
-
   /** Inside the linking transaction: completes a proof session if its challenge is still `nonce`. */
   async completeByProof(trx: Knex, id: string, nonce: string, fileId: string): Promise<boolean> {
     const changed = await trx('upload_sessions')
       .where({ id, challenge_nonce: nonce })
       .update({ challenge_nonce: null, state: 'complete', file_id: fileId, answered: 1, updated_at: Date.now() });
+    return changed === 1;
+  }
+
+  /**
+   * Ends a proof session whose right answer could not be linked (`errorCode`, e.g. its name was taken)
+   * if its challenge is still `nonce`: the challenge is used up with it. True for exactly one caller.
+   */
+  async failByProof(id: string, nonce: string, errorCode: string): Promise<boolean> {
+    const changed = await this.db.write(null, (db) =>
+      db('upload_sessions')
+        .where({ id, challenge_nonce: nonce, state: 'receiving' })
+        .update({ challenge_nonce: null, state: 'failed', error_code: errorCode, updated_at: Date.now() }),
+    );
     return changed === 1;
   }
 

@@ -5,12 +5,17 @@ const MAX_NAME_BYTES = 255;
 export const MAX_FOLDER_CHARS = 700;
 // eslint-disable-next-line no-control-regex
 const FORBIDDEN = /[/\\\u0000-\u001f\u007f]/;
+// A UTF-16 surrogate with no partner has no UTF-8 form: storing it would turn it into U+FFFD, a
+// different name than the one sent. With the u flag a proper pair is one code point and does not match.
+// (String.prototype.isWellFormed says the same, but is not in the ES2022 library this compiles against.)
+const LONE_SURROGATE = /\p{Surrogate}/u;
 
 /** Why a single file or folder name is unacceptable, or null when it is fine. */
 export function nameProblem(name: string): string | null {
   if (name.length === 0) return 'a name must not be empty';
   if (name === '.' || name === '..') return 'a name must not be "." or ".."';
   if (FORBIDDEN.test(name)) return 'a name must not contain "/", "\\", NUL or control characters';
+  if (LONE_SURROGATE.test(name)) return 'a name must be valid Unicode: no unpaired UTF-16 surrogate';
   if (Buffer.byteLength(name, 'utf8') > MAX_NAME_BYTES) return `a name must be at most ${MAX_NAME_BYTES} bytes`;
   return null;
 }

@@ -1,4 +1,4 @@
-import type { ErrorRequestHandler, RequestHandler } from 'express';
+import type { ErrorRequestHandler, Request, RequestHandler } from 'express';
 import { AppError, ERRORS, SERVICE_RETRY_AFTER_SECONDS, isServiceOutage, type ErrorCode } from '../errors.js';
 
 /** Errors raised by express's own parsers and multer, by their codes. */
@@ -37,8 +37,18 @@ export function toAppError(error: unknown): AppError {
   return new AppError('internal');
 }
 
+/**
+ * The client hung up before its request ended (a chunk cut off midway): reading the body fails with
+ * ECONNRESET "aborted", or a stream reading it with a premature close. Nothing failed on our side and
+ * no one will read the answer; the request log's "request aborted" line (warn) records it.
+ */
+function abortedByClient(error: unknown, req: Request): boolean {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return req.readableAborted && (code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE');
+}
+
 export const errorHandler: ErrorRequestHandler = (error, req, res, _next) => {
-  const appError = toAppError(error);
+  const appError = abortedByClient(error, req) ? new AppError('client_closed_request') : toAppError(error);
   if (['internal', 'unavailable', 'insufficient_storage'].includes(appError.code)) req.log?.error({ err: error }, 'request failed');
   if (res.headersSent) {
     // The body already started: all that is left is to cut the connection so the client sees a failure.

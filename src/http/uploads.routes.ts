@@ -34,9 +34,22 @@ export function uploadRoutes(
     res.status(answer.status).json(answer.body);
   });
 
+  /**
+   * `input` parsed by `schema`; bad input is answered 400 only once the session turns out to be the
+   * user's, so an unknown, foreign or malformed id is 404 whatever came with it (ids reveal nothing).
+   * Good input costs no extra look-up: the service finds the session anyway.
+   */
+  const parseFor = async <S extends z.ZodType>(userId: string, id: string, schema: S, input: unknown): Promise<z.infer<S>> => {
+    const parsed = schema.safeParse(input);
+    if (parsed.success) return parsed.data;
+    await uploads.find(userId, id);
+    return parseInput(schema, input);
+  };
+
   router.patch('/uploads/:id', async (req, res) => {
-    const body = parseInput(declareBody, req.body);
-    const answer = await uploads.declareSha1(currentUser(req).userId, req.params.id, body.sha1);
+    const userId = currentUser(req).userId;
+    const body = await parseFor(userId, req.params.id, declareBody, req.body);
+    const answer = await uploads.declareSha1(userId, req.params.id, body.sha1);
     res.status(answer.status).json(answer.body);
   });
 
@@ -47,7 +60,8 @@ export function uploadRoutes(
   router.put('/uploads/:id/chunks/:index', async (req, res) => {
     const userId = currentUser(req).userId;
     const header = req.get('x-chunk-sha1');
-    const chunkSha1 = header === undefined ? undefined : parseInput(chunkSha1Header, { 'X-Chunk-Sha1': header.toLowerCase() })['X-Chunk-Sha1'];
+    const chunkSha1 =
+      header === undefined ? undefined : (await parseFor(userId, req.params.id, chunkSha1Header, { 'X-Chunk-Sha1': header.toLowerCase() }))['X-Chunk-Sha1'];
     const index = /^\d{1,9}$/.test(req.params.index) ? Number(req.params.index) : -1;
     if (index < 0) {
       await uploads.find(userId, req.params.id);
@@ -64,8 +78,9 @@ export function uploadRoutes(
   });
 
   router.post('/uploads/:id/proof', async (req, res) => {
-    const { proof } = parseInput(proofBody, req.body);
-    const answer = await completion.prove(currentUser(req).userId, req.params.id, proof);
+    const userId = currentUser(req).userId;
+    const { proof } = await parseFor(userId, req.params.id, proofBody, req.body);
+    const answer = await completion.prove(userId, req.params.id, proof);
     res.status(answer.status).json(answer.file);
   });
 

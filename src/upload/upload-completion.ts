@@ -42,7 +42,7 @@ export class UploadCompletion {
   async complete(userId: string, id: string): Promise<CompleteAnswer> {
     const session = await findLiveSession(this.deps.uploads, userId, id);
     if (session.state === 'complete') return this.answerCompleted(userId, session);
-    if (session.state === 'failed') throw new AppError((session.error_code as ErrorCode | null) ?? 'hash_mismatch');
+    if (session.state === 'failed') throw failure(session);
     if (session.mode === 'proof') throw new AppError('upload_state', 'Answer the challenge first, or upload after a rejected proof.');
     if (session.state === 'receiving') {
       const missing = missingChunks(await this.deps.tracker.received(id, session.chunk_count));
@@ -70,25 +70,35 @@ export class UploadCompletion {
     const session = liveSession(found?.session);
     const blob = found?.content;
     if (session.state === 'complete') return this.answerCompleted(userId, session);
+    if (session.state === 'failed') throw failure(session);
     const nonce = session.challenge_nonce;
     if (session.mode !== 'proof' || !nonce) throw new AppError('upload_state', 'This upload has no open challenge.');
-    const live = (session.challenge_expires_at ?? 0) > Date.now() && blob?.status === 'available';
-    const verdict = this.judge(userId, session, live ? blob : undefined, proof);
+    if ((session.challenge_expires_at ?? 0) <= Date.now() || blob?.status !== 'available') {
+      // Nothing to judge the answer against (challenge expired, content gone): no wrong proof, so no
+      // strike, or an honest client would be locked out by answering late. The bytes must be sent.
+      throw await this.fallBackToChunks(session);
+    }
+    const verdict = this.judge(userId, session, blob, proof);
     verdict.catch(() => undefined);
     // The link is written while the verdict is reached (the instant-upload path counts round trips):
     // the transaction commits only a right answer, together with the use of the challenge and the
     // session's completion; a replay racing this answer finds the challenge used.
-    const linked = !live
-      ? null
-      : await this.deps.files
-          .linkStored(userId, session.folder, session.name, { id: blob.id, sha1: blob.sha1, size: session.size }, async (trx, file) => {
-            if ((await verdict.catch(() => null)) !== 'right') throw new NotRight();
-            if (!(await this.deps.uploads.completeByProof(trx, id, nonce, file.id))) throw new ChallengeUsed();
-          })
-          .catch((error: unknown) => {
-            if (isContentGone(error) || error instanceof ChallengeUsed || error instanceof NotRight) return null;
-            throw error;
-          });
+    let nameTaken = false;
+    const linked = await this.deps.files
+      .linkStored(userId, session.folder, session.name, { id: blob.id, sha1: blob.sha1, size: session.size }, async (trx, file) => {
+        if ((await verdict.catch(() => null)) !== 'right') throw new NotRight();
+        if (!(await this.deps.uploads.completeByProof(trx, id, nonce, file.id))) throw new ChallengeUsed();
+      })
+      .catch((error: unknown) => {
+        if (isContentGone(error) || error instanceof ChallengeUsed || error instanceof NotRight) return null;
+        // Taken since the challenge: the answer is judged all the same (below), or the session would
+        // answer 409 forever, its challenge never used up and wrong answers never counted.
+        if (error instanceof AppError && error.code === 'name_conflict') {
+          nameTaken = true;
+          return null;
+        }
+        throw error;
+      });
     if (linked) {
       // Staged bytes (of a session that began as an upload) are of no use now, and the answer does not
       // wait for their removal: a thread-pool round trip that took 5–7 ms of a proof now and then when
@@ -106,30 +116,43 @@ export class UploadCompletion {
       await this.fallBackToChunks(session);
       throw new AppError('too_many_requests', undefined, {}, { 'Retry-After': String(outcome.retryAfterSeconds) });
     }
-    if (outcome === 'wrong') {
-      // Single use: whoever clears the nonce first owns this answer; a replay finds it gone.
-      if (await this.deps.uploads.consumeChallenge(id, nonce)) {
-        await this.deps.cache.hit(proofThrottleKey(userId, session.sha1!), WRONG_PROOF_WINDOW_SECONDS);
-      }
-      throw await this.fallBackToChunks(session);
+    // the strike was counted when the answer was judged; the fall-back uses the challenge up
+    if (outcome === 'wrong') throw await this.fallBackToChunks(session);
+    // Right, but the name is taken: uploading would meet the same conflict, so the session ends here
+    // (as a chunk upload's completion does); the client frees the name or picks another and asks again.
+    if (nameTaken && (await this.deps.uploads.failByProof(id, nonce, 'name_conflict'))) {
+      this.deps.staging.remove(id).catch(() => undefined);
+      throw new AppError('name_conflict');
     }
     const now = await findLiveSession(this.deps.uploads, userId, id);
     if (now.state === 'complete') return this.answerCompleted(userId, now);
+    if (now.state === 'failed') throw failure(now);
     // collected or found corrupt since the challenge: the bytes must come from the client after all
     throw await this.fallBackToChunks(session);
   }
 
   /**
    * The throttle's verdict first, then the answer against the challenged bytes (read while the
-   * throttle is asked). Without live content (expired challenge, content gone) every answer is wrong.
+   * throttle is asked). Every answer takes one of the wrong-proof attempts before it is compared,
+   * checked and counted in one atomic step: answers sent in parallel can never have more than
+   * MAX_WRONG_PROOFS judged in a window. A right answer, or one that could not be judged, hands its
+   * attempt back.
    */
-  private async judge(userId: string, session: UploadRow, blob: BlobRow | undefined, proof: string): Promise<'right' | 'wrong' | { retryAfterSeconds: number }> {
-    const reading = blob ? this.deps.content.readRanges(blob, challengeRanges(session)) : undefined;
-    reading?.catch(() => undefined);
-    const failures = await this.deps.cache.peek(proofThrottleKey(userId, session.sha1!));
-    if (failures.count >= MAX_WRONG_PROOFS) return { retryAfterSeconds: failures.retryAfterSeconds };
-    const bytes = await reading;
-    return bytes && proofMatches(expectedProof(session.challenge_nonce!, bytes), proof) ? 'right' : 'wrong';
+  private async judge(userId: string, session: UploadRow, blob: BlobRow, proof: string): Promise<'right' | 'wrong' | { retryAfterSeconds: number }> {
+    const reading = this.deps.content.readRanges(blob, challengeRanges(session));
+    reading.catch(() => undefined);
+    const key = proofThrottleKey(userId, session.sha1!);
+    const attempt = await this.deps.cache.take(key, MAX_WRONG_PROOFS, WRONG_PROOF_WINDOW_SECONDS);
+    if (!attempt.taken) return { retryAfterSeconds: attempt.retryAfterSeconds };
+    const bytes = await reading.catch(async (error: unknown) => {
+      await this.deps.cache.giveBack(key);
+      throw error;
+    });
+    if (!proofMatches(expectedProof(session.challenge_nonce!, bytes), proof)) return 'wrong';
+    // not awaited: the link waits for this verdict (the instant path counts round trips); a lost
+    // give-back leaves one strike until the window ends
+    this.deps.cache.giveBack(key).catch(() => undefined);
+    return 'right';
   }
 
   /** Turns a proof session into a chunk upload; returns the 403 that tells the client to upload. */
@@ -172,6 +195,9 @@ export class UploadCompletion {
     return { status: 201, file };
   }
 }
+
+/** What a failed session answers from then on. */
+const failure = (session: UploadRow): AppError => new AppError((session.error_code as ErrorCode | null) ?? 'hash_mismatch');
 
 function challengeRanges(session: UploadRow): ByteRange[] {
   return (JSON.parse(session.challenge_ranges ?? '[]') as Array<{ offset: number; length: number }>).map(toByteRange);

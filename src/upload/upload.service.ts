@@ -78,6 +78,9 @@ export class UploadService {
     const session = await this.find(userId, id);
     if (session.state !== 'receiving') throw new AppError('upload_state', 'The upload is no longer receiving.');
     if (session.sha1 !== null && session.sha1 !== sha1) throw new AppError('upload_state', 'A different sha1 was already declared.');
+    // The same sha1 again (a retried PATCH) changes nothing, as creating again does not: above all it
+    // must not re-open proof mode after a rejected proof, where the client has to upload.
+    if (session.sha1 === sha1) return this.answer(session.mode === 'proof' ? await this.freshChallenge(userId, session) : session);
     const change: Partial<UploadRow> = { sha1 };
     if (session.mode === 'chunks' && (await this.provableContent(userId, sha1, session.size))) {
       Object.assign(change, challengeFields(session.size));

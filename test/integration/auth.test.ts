@@ -133,6 +133,14 @@ describe.each(profiles)('auth over HTTP (%s profile)', (profile) => {
       expect(retryAfter).toBeLessThanOrEqual(900);
     });
 
+    it('judges at most 3 of 8 wrong passwords sent at once: three 401, five 429', async () => {
+      const username = newName();
+      await anon.post('/api/auth/register', { username, password: PASSWORD });
+      const answers = await Promise.all(Array.from({ length: 8 }, (_, i) => anon.post('/api/auth/login', { username, password: `guess ${i}` })));
+      expect(answers.map((answer) => answer.status).sort()).toEqual([401, 401, 401, 429, 429, 429, 429, 429]);
+      expect((await anon.post('/api/auth/login', { username, password: PASSWORD })).status).toBe(429);
+    });
+
     it('does not affect a different username', async () => {
       const [locked, other] = [newName(), newName()];
       await anon.post('/api/auth/register', { username: locked, password: PASSWORD });

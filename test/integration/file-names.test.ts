@@ -103,6 +103,23 @@ describe.each(profiles)('file names (%s profile)', (profile) => {
     });
   });
 
+  it('refuses a lone UTF-16 surrogate with 400 on every route that takes a name or folder as JSON, and stores nothing', async () => {
+    const alice = await newUser(app);
+    const lone = 'a\ud800b';
+    const upload = await alice.post('/api/uploads', { name: lone, size: 10 });
+    expect({ status: upload.status, code: expectErrorBody(upload.json).code }).toEqual({ status: 400, code: 'invalid_name' });
+    const uploadFolder = await alice.post('/api/uploads', { name: 'ok.bin', folder: `/${lone}`, size: 10 });
+    expect({ status: uploadFolder.status, code: expectErrorBody(uploadFolder.json).code }).toEqual({ status: 400, code: 'invalid_path' });
+    const folder = await alice.post('/api/folders', { path: `/x/${lone}` });
+    expect({ status: folder.status, code: expectErrorBody(folder.json).code }).toEqual({ status: 400, code: 'invalid_path' });
+    const { json: file } = await alice.upload('/api/files', { name: 'keep.bin', bytes: randomBytes(4) });
+    const moved = await alice.request('PATCH', `/api/files/${file.id}`, { json: { folder: `/${lone}` } });
+    expect({ status: moved.status, code: expectErrorBody(moved.json).code }).toEqual({ status: 400, code: 'invalid_path' });
+
+    expect(await app.services.db.primary('upload_sessions').where({ user_id: alice.userId })).toEqual([]);
+    expect((await alice.get('/api/files?folder=/')).json).toMatchObject({ folders: [], files: [{ name: 'keep.bin' }] });
+  });
+
   describe('bad names via PATCH answer 400 invalid_name and leave the file as it was', () => {
     const badNames: Array<[string, string]> = [
       ['empty', ''],
@@ -116,6 +133,9 @@ describe.each(profiles)('file names (%s profile)', (profile) => {
       ['a tab', 'a\tb'],
       ['DEL', 'a\u007fb'],
       ['256 bytes', TOO_LONG_NAME],
+      ['a lone high surrogate', 'a\ud800b'],
+      ['a lone low surrogate', 'a\udc00b'],
+      ['a surrogate pair the wrong way round', '\udc00\ud800'],
     ];
     it.each(badNames)('%s', async (_label, name) => {
       const alice = await newUser(app);

@@ -200,3 +200,42 @@ describe.each(profiles)('chunk refusals (%s profile)', (profile) => {
     expect((await alice.get(`/api/files/${completed.json.id}/content`)).bytes.equals(source)).toBe(true);
   });
 });
+
+describe.each(profiles)('chunk failures in the log (%s profile)', (profile) => {
+  const logLines: Array<Record<string, unknown>> = [];
+  const app = useApp(profile, {}, { logLines });
+  const linesOf = (reqId: string) => logLines.filter((line) => line.reqId === reqId);
+
+  it('logs a chunk the client abandons midway as an aborted request (warn), not as a server error, and it stays missing', async () => {
+    const alice = await newUser(app);
+    const source = randomBytes(2 * CHUNK);
+    const id = (await alice.post('/api/uploads', { name: 'abandoned.bin', size: source.length, chunkSize: CHUNK })).json.uploadId as string;
+    const req = http.request(`${app.baseUrl}/api/uploads/${id}/chunks/0`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${alice.token}`, 'content-length': String(CHUNK), 'x-request-id': `abandoned-${id}` },
+    });
+    req.on('error', () => undefined);
+    req.write(chunkOf(source, CHUNK, 0).subarray(0, CHUNK / 2));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    req.destroy();
+
+    // once the chunk can be sent again, the abandoned request has been answered and logged
+    await expect.poll(async () => (await putChunk(alice, id, 1, chunkOf(source, CHUNK, 1))).status).toBe(204);
+    await expect.poll(() => linesOf(`abandoned-${id}`).map((line) => line.msg)).toContain('request aborted');
+    expect(linesOf(`abandoned-${id}`).filter((line) => Number(line.level) >= 50)).toEqual([]);
+    expect((await alice.get(`/api/uploads/${id}`)).json).toMatchObject({ missing: [0] });
+  });
+
+  it('still logs a chunk the server fails to write at level 50', async () => {
+    const alice = await newUser(app);
+    const id = (await alice.post('/api/uploads', { name: 'broken.bin', size: CHUNK, chunkSize: CHUNK })).json.uploadId as string;
+    // the staged file replaced by a directory: opening it for writing fails on the server's side
+    const staged = path.join(app.dataDir, 'uploads', `${id}.part`);
+    await fsp.rm(staged);
+    await fsp.mkdir(staged);
+    const answer = await putChunk(alice, id, 0, randomBytes(CHUNK), { 'x-request-id': `broken-${id}` });
+    expect(answer.status).toBe(500);
+    expect(expectErrorBody(answer.json).code).toBe('internal');
+    await expect.poll(() => linesOf(`broken-${id}`).filter((line) => line.level === 50).map((line) => line.msg)).toEqual(['request failed']);
+  });
+});

@@ -141,6 +141,28 @@ describe.each(profiles)('chunked uploads (%s profile)', (profile) => {
     expect((await alice.get(`/api/uploads/${id}`)).json).toMatchObject({ state: 'receiving', missing: [0] });
   });
 
+  it("answers 404, not 400, to bad input for another user's, an unknown and a malformed upload id; 400 only to the owner", async () => {
+    const alice = await newUser(app);
+    const mallory = await newUser(app);
+    const source = randomBytes(CHUNK);
+    const id = (await create(alice, { name: 'mine.bin', size: source.length, chunkSize: CHUNK })).json.uploadId as string;
+    const badInput = (who: typeof alice, target: string) => [
+      putChunk(who, target, 0, source, { 'x-chunk-sha1': 'not-hex' }),
+      who.request('PATCH', `/api/uploads/${target}`, { json: { sha1: 'NOT-A-SHA1' } }),
+      who.request('PATCH', `/api/uploads/${target}`, { json: {} }),
+      who.post(`/api/uploads/${target}/proof`, { proof: 'short' }),
+      who.post(`/api/uploads/${target}/proof`),
+    ];
+    for (const [who, target] of [[mallory, id], [alice, randomUUID()], [alice, 'not-an-id']] as const) {
+      const answers = await Promise.all(badInput(who, target));
+      expect({ target, statuses: answers.map((a) => a.status) }).toEqual({ target, statuses: [404, 404, 404, 404, 404] });
+      for (const answer of answers) expect(expectErrorBody(answer.json).code).toBe('not_found');
+    }
+    const own = await Promise.all(badInput(alice, id));
+    expect(own.map((a) => [a.status, expectErrorBody(a.json).code])).toEqual(Array(5).fill([400, 'invalid_input']));
+    expect((await alice.get(`/api/uploads/${id}`)).json).toMatchObject({ state: 'receiving', sha1: null, missing: [0] });
+  });
+
   it('completes a 0-byte upload into an empty file, and answers 400 to a chunk sent to it', async () => {
     const alice = await newUser(app);
     const created = await create(alice, { name: 'empty.txt', size: 0, sha1: EMPTY_SHA1 });

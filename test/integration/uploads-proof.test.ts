@@ -1,40 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { availableProfiles, useApp, type RunningApp } from '../support/app.js';
-import { blobFiles, expectErrorBody, newUser, sha1 } from '../support/files.js';
-import { MiB, complete, forgedProof, proofFor, putChunks, uploadChunked, type Challenge } from '../support/uploads.js';
+import { describe, expect, it, vi } from 'vitest';
+import { availableProfiles, useApp } from '../support/app.js';
+import { blobFiles, expectErrorBody, newUser } from '../support/files.js';
+import { ask, expectChallenge, openChallenges, stored } from '../support/proof.js';
+import { MiB, complete, forgedProof, proofFor, putChunks, uploadChunked } from '../support/uploads.js';
 
 const profiles = await availableProfiles('instant uploads');
-
-type User = Awaited<ReturnType<typeof newUser>>;
-
-/** Content `owner` has stored (multipart), for others to claim by proof. */
-async function stored(app: RunningApp, owner: User, size: number) {
-  const bytes = randomBytes(size);
-  const up = await owner.upload('/api/files', { name: `original-${sha1(bytes).slice(0, 8)}.bin`, bytes });
-  if (up.status !== 201) throw new Error(`seed upload: ${up.status} ${up.text}`);
-  return { bytes, hash: sha1(bytes), file: up.json };
-}
-
-const ask = (client: User, bytes: Buffer, name: string, folder = '/') =>
-  client.post('/api/uploads', { name, folder, size: bytes.length, sha1: sha1(bytes) });
-
-function expectChallenge(answer: { status: number; json: any }, size: number): Challenge {
-  expect(answer.status).toBe(200);
-  expect(answer.json.mode).toBe('proof');
-  expect(answer.json.uploadId).toMatch(/^[0-9a-f-]{36}$/);
-  const challenge = answer.json.challenge as Challenge;
-  expect(challenge.nonce).toMatch(/^[0-9a-f]{32}$/);
-  expect(challenge.ranges).toHaveLength(3);
-  for (const { offset, length } of challenge.ranges) {
-    expect(length).toBeGreaterThan(0);
-    expect(offset).toBeGreaterThanOrEqual(0);
-    expect(offset + length).toBeLessThanOrEqual(size);
-  }
-  return challenge;
-}
 
 describe.each(profiles)('instant upload by proof of possession (%s profile)', (profile) => {
   const app = useApp(profile);
@@ -131,34 +104,6 @@ describe.each(profiles)('instant upload by proof of possession (%s profile)', (p
     expect((await bob.post(`/api/uploads/${id}/proof`, { proof })).status).toBe(409);
   });
 
-  it('answers 429 after 5 wrong proofs for one sha1 by one user within the hour, and not to anyone else', async () => {
-    const alice = await newUser(app);
-    const mallory = await newUser(app);
-    const bob = await newUser(app);
-    const { bytes, hash } = await stored(app, alice, 1 * MiB);
-    // six open challenges first, so the sixth answer is judged by the throttle alone
-    const sessions: string[] = [];
-    for (let attempt = 1; attempt <= 6; attempt++) {
-      const asked = await ask(mallory, bytes, `guess-${attempt}.bin`);
-      expectChallenge(asked, bytes.length);
-      sessions.push(asked.json.uploadId as string);
-    }
-    for (const [attempt, id] of sessions.slice(0, 5).entries()) {
-      const wrong = await mallory.post(`/api/uploads/${id}/proof`, { proof: forgedProof() });
-      expect({ attempt, status: wrong.status }).toEqual({ attempt, status: 403 });
-    }
-    const throttled = await mallory.post(`/api/uploads/${sessions[5]}/proof`, { proof: forgedProof() });
-    expect(throttled.status).toBe(429);
-    expect(expectErrorBody(throttled.json).code).toBe('too_many_requests');
-    expect(Number(throttled.headers.get('retry-after'))).toBeGreaterThan(0);
-    expect(Number(throttled.headers.get('retry-after'))).toBeLessThanOrEqual(3600);
-
-    const honest = await ask(bob, bytes, 'fine.bin');
-    const proven = await bob.post(`/api/uploads/${honest.json.uploadId}/proof`, { proof: proofFor(expectChallenge(honest, bytes.length), bytes) });
-    expect(proven.status).toBe(201);
-    expect((await linksTo(hash)).map((row: { user_id: string }) => row.user_id).sort()).toEqual([alice.userId, bob.userId].sort());
-  });
-
   it('never offers proof for content under 1 MiB: the second user uploads and still shares one files row', async () => {
     const alice = await newUser(app);
     const bob = await newUser(app);
@@ -214,6 +159,68 @@ describe.each(profiles)('instant upload by proof of possession (%s profile)', (p
     expect(await contentRows(hash)).toHaveLength(1);
     // the staged file the session began with is removed once the proof is answered
     await vi.waitFor(() => expect(fsp.stat(staged)).rejects.toThrow(/ENOENT/), { timeout: 5000 });
+  });
+
+  it('keeps a session that answered a wrong proof in chunk mode when PATCH declares the same sha1 again: 201 with what is missing', async () => {
+    const alice = await newUser(app);
+    const bob = await newUser(app);
+    const { bytes, hash } = await stored(app, alice, 2 * MiB);
+    const asked = await ask(bob, bytes, 'redeclared.bin');
+    expectChallenge(asked, bytes.length);
+    const id = asked.json.uploadId as string;
+    expect((await bob.post(`/api/uploads/${id}/proof`, { proof: forgedProof() })).status).toBe(403);
+    const { chunkSize, chunkCount } = (await bob.get(`/api/uploads/${id}`)).json as { chunkSize: number; chunkCount: number };
+    await putChunks(bob, id, bytes, chunkSize, [0]);
+
+    const again = await bob.request('PATCH', `/api/uploads/${id}`, { json: { sha1: hash } });
+    expect(again.status).toBe(201);
+    expect(again.json).toEqual({ uploadId: id, mode: 'chunks', chunkSize, chunkCount, missing: [...Array(chunkCount).keys()].slice(1) });
+    expect((await bob.get(`/api/uploads/${id}`)).json).toMatchObject({ mode: 'chunks', state: 'receiving', received: 1 });
+    expect((await bob.post(`/api/uploads/${id}/proof`, { proof: forgedProof() })).status).toBe(409);
+  });
+
+  it('judges a wrong proof on a session whose name was taken meanwhile: 403, chunk mode, and it counts as wrong', async () => {
+    const alice = await newUser(app);
+    const bob = await newUser(app);
+    const { bytes } = await stored(app, alice, 2 * MiB);
+    const asked = await ask(bob, bytes, 'taken.bin');
+    expectChallenge(asked, bytes.length);
+    expect((await bob.upload('/api/files', { name: 'taken.bin', bytes: randomBytes(100) })).status).toBe(201);
+
+    const wrong = await bob.post(`/api/uploads/${asked.json.uploadId}/proof`, { proof: forgedProof() });
+    expect(wrong.status).toBe(403);
+    expect(expectErrorBody(wrong.json).code).toBe('proof_rejected');
+    expect((await bob.get(`/api/uploads/${asked.json.uploadId}`)).json).toMatchObject({ mode: 'chunks', state: 'receiving' });
+    // four more wrong answers make five: proof is no longer offered for this content
+    for (const { id } of await openChallenges(bob, bytes, 4)) expect((await bob.post(`/api/uploads/${id}/proof`, { proof: forgedProof() })).status).toBe(403);
+    expect((await ask(bob, bytes, 'after.bin')).json).toMatchObject({ mode: 'chunks' });
+  });
+
+  it('answers a right proof on a session whose name was taken meanwhile with 409 name_conflict: the challenge is used up, the session failed, a new one links', async () => {
+    const alice = await newUser(app);
+    const bob = await newUser(app);
+    const { bytes, hash } = await stored(app, alice, 2 * MiB);
+    const asked = await ask(bob, bytes, 'taken.bin', '/in');
+    const proof = proofFor(expectChallenge(asked, bytes.length), bytes);
+    const id = asked.json.uploadId as string;
+    const other = await bob.upload('/api/files', { name: 'taken.bin', bytes: randomBytes(100) }, { folder: '/in' });
+
+    const clash = await bob.post(`/api/uploads/${id}/proof`, { proof });
+    expect(clash.status).toBe(409);
+    expect(expectErrorBody(clash.json).code).toBe('name_conflict');
+    expect((await bob.get(`/api/uploads/${id}`)).json).toMatchObject({ mode: 'proof', state: 'failed' });
+    expect(await linksTo(hash)).toHaveLength(1);
+    // the session is over: the same answer, or completing, meets the same conflict
+    expect(expectErrorBody((await bob.post(`/api/uploads/${id}/proof`, { proof })).json).code).toBe('name_conflict');
+    expect(expectErrorBody((await complete(bob, id)).json).code).toBe('name_conflict');
+
+    // once the name is free again, asking again opens a new session whose challenge links at once
+    expect((await bob.request('DELETE', `/api/files/${other.json.id}`)).status).toBe(204);
+    const again = await ask(bob, bytes, 'taken.bin', '/in');
+    expect(again.json.uploadId).not.toBe(id);
+    const proven = await bob.post(`/api/uploads/${again.json.uploadId}/proof`, { proof: proofFor(expectChallenge(again, bytes.length), bytes) });
+    expect(proven.status).toBe(201);
+    expect(proven.json).toMatchObject({ name: 'taken.bin', folder: '/in', sha1: hash });
   });
 });
 

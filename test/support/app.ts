@@ -20,11 +20,20 @@ export interface RunningApp {
   close(): Promise<void>;
 }
 
+export interface AppOptions {
+  /** This process also runs the background jobs. */
+  jobs?: boolean;
+  /** Log lines (parsed) land here, at LOG_LEVEL (default info when given), instead of nowhere. */
+  logLines?: Array<Record<string, unknown>>;
+  /** Puts relays (test/support/relay.ts) between the app and its services: returns the URLs to use instead. */
+  throughRelays?: (env: Record<string, string>) => Promise<Record<string, string>>;
+}
+
 /** Starts the real app on an ephemeral port with a fresh DATA_DIR (and, in cluster, a scratch database). */
 export async function startApp(
   profile: ProfileName,
   env: Record<string, string> = {},
-  options: { jobs?: boolean; throughRelays?: (env: Record<string, string>) => Promise<Record<string, string>> } = {},
+  options: AppOptions = {},
 ): Promise<RunningApp> {
   const dataDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'filestore-test-'));
   let cleanupDb = async () => {};
@@ -38,10 +47,12 @@ export async function startApp(
       REDIS_KEY_PREFIX: `filestore-test:${randomBytes(4).toString('hex')}:`,
     });
   }
-  // a test may put relays (test/support/relay.ts) between the app and its services
   if (options.throughRelays) Object.assign(profileEnv, await options.throughRelays(profileEnv));
-  const config = loadConfig({ DATA_DIR: dataDir, LOG_LEVEL: 'silent', PORT: '0', HOST: '127.0.0.1', ...profileEnv, ...env });
-  const services = await openServices(config, pino({ level: config.LOG_LEVEL }));
+  const logLevel = options.logLines ? 'info' : 'silent';
+  const config = loadConfig({ DATA_DIR: dataDir, LOG_LEVEL: logLevel, PORT: '0', HOST: '127.0.0.1', ...profileEnv, ...env });
+  const lines = options.logLines;
+  const destination = lines && { write: (line: string) => void lines.push(JSON.parse(line)) };
+  const services = await openServices(config, destination ? pino({ level: config.LOG_LEVEL }, destination) : pino({ level: config.LOG_LEVEL }));
   // with jobs: this process also runs the queues, as the embedded profile's main and the workers do
   if (options.jobs) await runJobs(services);
   const server = buildApp(services).listen(0, '127.0.0.1');
@@ -68,7 +79,7 @@ export async function startApp(
  * Starts the app for the enclosing describe block (beforeAll) and closes it afterwards (afterAll). The
  * returned handle reads through to the running app, so tests use it as they would a RunningApp.
  */
-export function useApp(profile: ProfileName, env: Record<string, string> = {}, options: { jobs?: boolean } = {}): RunningApp {
+export function useApp(profile: ProfileName, env: Record<string, string> = {}, options: AppOptions = {}): RunningApp {
   let app: RunningApp | undefined;
   beforeAll(async () => {
     app = await startApp(profile, env, options);

@@ -43,6 +43,9 @@ describe('nameProblem / assertValidName', () => {
     ['an escape character', '\u001b[31mred'],
     ['the unit separator 0x1f', 'a\u001fb'],
     ['DEL (0x7f)', 'a\u007fb'],
+    ['a lone high surrogate', 'a\ud800b'],
+    ['a lone low surrogate at the end', 'ab\udfff'],
+    ['a surrogate pair the wrong way round', '\ude00\ud83d'],
   ])('rejects a name containing %s', (_label, name) => {
     expect(nameProblem(name)).not.toBeNull();
     expect(thrownCode(() => assertValidName(name))).toBe('invalid_name');
@@ -110,6 +113,7 @@ describe('normalizeFolder', () => {
     ['a backslash', '/a\\b'],
     ['a NUL byte', '/a\u0000/b'],
     ['a newline', '/a/b\nc'],
+    ['a lone surrogate', '/a/b\ud800c'],
   ])('rejects a segment containing %s', (_label, input) => {
     expect(thrownCode(() => normalizeFolder(input))).toBe('invalid_path');
   });

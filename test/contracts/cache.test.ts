@@ -1,0 +1,74 @@
+import { randomUUID } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Cache } from '../../src/cache/cache.js';
+import { MemoryCache } from '../../src/cache/cache.memory.js';
+import { RedisCache } from '../../src/cache/cache.redis.js';
+import { SERVICE_DEFAULTS, servicesAvailable } from '../support/services.js';
+
+async function openCluster(): Promise<{ cache: Cache; close(): Promise<void> }> {
+  const redis = new Redis(SERVICE_DEFAULTS.REDIS_URL);
+  const prefix = `filestore-test-${randomUUID()}:`;
+  return {
+    cache: new RedisCache(redis, prefix),
+    close: async () => {
+      const keys = await redis.keys(`${prefix}*`);
+      if (keys.length > 0) await redis.del(...keys);
+      redis.disconnect();
+    },
+  };
+}
+
+const redisUp = await servicesAvailable('cache contract (cluster)', ['redis']);
+const adapters = [
+  { name: 'embedded (memory)', open: async () => ({ cache: new MemoryCache() as Cache, close: async () => {} }), enabled: true },
+  { name: 'cluster (Redis)', open: openCluster, enabled: redisUp },
+];
+
+for (const adapter of adapters) {
+  describe.skipIf(!adapter.enabled)(`cache contract: ${adapter.name}`, () => {
+    let opened: Awaited<ReturnType<typeof adapter.open>>;
+    beforeAll(async () => {
+      opened = await adapter.open();
+    });
+    afterAll(async () => {
+      await opened.close();
+    });
+    const cache = () => opened.cache;
+
+    it('lets exactly `limit` of many takes at once through, and says how long the window still runs', async () => {
+      const key = randomUUID();
+      const answers = await Promise.all(Array.from({ length: 12 }, () => cache().take(key, 5, 3600)));
+      expect(answers.filter((answer) => answer.taken)).toHaveLength(5);
+      for (const answer of answers) expect(answer.retryAfterSeconds).toBeGreaterThan(3590);
+      expect(await cache().peek(key)).toMatchObject({ count: 5 });
+    });
+
+    it('takes one more after an attempt is handed back, and no more than that', async () => {
+      const key = randomUUID();
+      for (let n = 0; n < 3; n++) expect((await cache().take(key, 3, 3600)).taken).toBe(true);
+      expect((await cache().take(key, 3, 3600)).taken).toBe(false);
+      await cache().giveBack(key);
+      expect((await cache().take(key, 3, 3600)).taken).toBe(true);
+      expect((await cache().take(key, 3, 3600)).taken).toBe(false);
+    });
+
+    it('ends the window when its last attempt is handed back, and never counts below zero', async () => {
+      const key = randomUUID();
+      await cache().take(key, 5, 3600);
+      await cache().giveBack(key);
+      await cache().giveBack(key);
+      expect(await cache().peek(key)).toEqual({ count: 0, retryAfterSeconds: 0 });
+      expect((await cache().take(key, 1, 60)).retryAfterSeconds).toBeLessThanOrEqual(60);
+      expect(await cache().peek(key)).toMatchObject({ count: 1 });
+    });
+
+    it('starts a new window once the old one has run out', async () => {
+      const key = randomUUID();
+      expect((await cache().take(key, 1, 1)).taken).toBe(true);
+      expect((await cache().take(key, 1, 1)).taken).toBe(false);
+      await new Promise((resolve) => setTimeout(resolve, 1100));
+      expect((await cache().take(key, 1, 1)).taken).toBe(true);
+    });
+  });
+}
