@@ -11,6 +11,7 @@ import type { PrefixHashers } from './prefix-hasher.js';
 import { MAX_WRONG_PROOFS, WRONG_PROOF_WINDOW_SECONDS, expectedProof, proofMatches, proofThrottleKey, toByteRange } from './proof.js';
 import type { UploadStaging } from './staging.js';
 import { findLiveSession, liveSession } from './upload.service.js';
+import type { VerificationHold, VerificationLock } from './verification-lock.js';
 
 export type CompleteAnswer = { status: 201 | 200; file: FileView } | { status: 202; state: 'verifying' };
 
@@ -19,6 +20,7 @@ export interface UploadCompletionDeps {
   files: FileService;
   content: ContentStore;
   tracker: ChunkTracker;
+  verifiers: VerificationLock;
   staging: UploadStaging;
   hashers: PrefixHashers;
   cache: Cache;
@@ -35,7 +37,8 @@ class NotRight extends Error {}
 
 /** The end of an upload: verify the bytes' SHA-1 and link them, or link stored content by proof. */
 export class UploadCompletion {
-  private readonly verifying = new Map<string, Promise<FileView>>();
+  /** This process's verifications, each settling true once done here, false when another process verifies. */
+  private readonly verifying = new Map<string, Promise<boolean>>();
 
   constructor(private readonly deps: UploadCompletionDeps) {}
 
@@ -52,15 +55,14 @@ export class UploadCompletion {
     }
     let verification = this.verifying.get(id);
     if (!verification) {
-      verification = this.verify(userId, session).finally(() => this.verifying.delete(id));
+      verification = this.verifyAlone(userId, id).finally(() => this.verifying.delete(id));
       this.verifying.set(id, verification);
     }
     const settled = await Promise.race([
       verification.then(() => true),
       new Promise<false>((resolve) => setTimeout(resolve, this.deps.answerWithinMs, false).unref()),
     ]);
-    if (!settled) return { status: 202, state: 'verifying' };
-    await verification;
+    if (!settled || !(await verification)) return { status: 202, state: 'verifying' };
     return this.answerCompleted(userId, await findLiveSession(this.deps.uploads, userId, id));
   }
 
@@ -139,7 +141,25 @@ export class UploadCompletion {
     return new AppError('proof_rejected', undefined, { mode: 'chunks', chunkSize: session.chunk_size, chunkCount: session.chunk_count });
   }
 
-  private async verify(userId: string, session: UploadRow): Promise<FileView> {
+  /**
+   * Verifies the upload unless another process holds its verification (false): two verifiers would
+   * race to move the staged bytes, and the loser would find them gone.
+   */
+  private async verifyAlone(userId: string, id: string): Promise<boolean> {
+    const hold = await this.deps.verifiers.tryAcquire(id);
+    if (!hold) return false;
+    try {
+      // the holder before this one may have ended the session just before letting go
+      const session = await findLiveSession(this.deps.uploads, userId, id);
+      if (session.state === 'failed') throw new AppError((session.error_code as ErrorCode | null) ?? 'hash_mismatch');
+      return session.state !== 'verifying' || (await this.verify(userId, session, hold));
+    } finally {
+      // should this fail, the lease runs out by itself
+      await hold.release().catch(() => undefined);
+    }
+  }
+
+  private async verify(userId: string, session: UploadRow, hold: VerificationHold): Promise<boolean> {
     const path = this.deps.staging.pathOf(session.id);
     const sha1 = await this.deps.hashers.finish(session.id, path, session.size);
     if (session.sha1 !== null && sha1 !== session.sha1) {
@@ -149,6 +169,8 @@ export class UploadCompletion {
       await this.deps.tracker.forget(session.id);
       throw new AppError('hash_mismatch');
     }
+    // frozen past the lease, this process has lost the upload to another, which moves the bytes itself
+    if (!(await hold.held())) return false;
     let file: FileView;
     try {
       ({ file } = await this.deps.files.linkContent(userId, session.folder, session.name, { path, sha1, size: session.size }));
@@ -159,7 +181,7 @@ export class UploadCompletion {
     }
     await this.deps.uploads.transition(session.id, ['verifying'], { state: 'complete', file_id: file.id, sha1 });
     await this.deps.tracker.forget(session.id);
-    return file;
+    return true;
   }
 
   /**
