@@ -7,6 +7,7 @@ import { isContentGone, type FileService, type FileView } from '../files/file.se
 import { isId } from '../ids.js';
 import type { ByteRange } from '../storage/blob-store.js';
 import { missingChunks, type ChunkTracker } from './chunk-tracker.js';
+import { findMovedContent } from './moved-content.js';
 import type { PrefixHashers } from './prefix-hasher.js';
 import { MAX_WRONG_PROOFS, WRONG_PROOF_WINDOW_SECONDS, expectedProof, proofMatches, proofThrottleKey, toByteRange } from './proof.js';
 import type { UploadStaging } from './staging.js';
@@ -160,6 +161,7 @@ export class UploadCompletion {
   }
 
   private async verify(userId: string, session: UploadRow, hold: VerificationHold): Promise<boolean> {
+    if (!(await this.deps.staging.exists(session.id))) return this.linkMoved(userId, session);
     const path = this.deps.staging.pathOf(session.id);
     const sha1 = await this.deps.hashers.finish(session.id, path, session.size);
     if (session.sha1 !== null && sha1 !== session.sha1) {
@@ -169,14 +171,46 @@ export class UploadCompletion {
       await this.deps.tracker.forget(session.id);
       throw new AppError('hash_mismatch');
     }
+    // Before the bytes leave the staged file: a completion killed from here on is finished by the next
+    // one through this sha1 (linkMoved), as the staged file will be gone.
+    await this.deps.uploads.transition(session.id, ['verifying'], { verified_sha1: sha1 });
     // frozen past the lease, this process has lost the upload to another, which moves the bytes itself
     if (!(await hold.held())) return false;
+    return this.linked(session, sha1, () => this.deps.files.linkContent(userId, session.folder, session.name, { path, sha1, size: session.size }));
+  }
+
+  /**
+   * Finishes a completion killed after the staged bytes were moved (into the blobs, or dropped for a
+   * copy already stored): links the content they became, or, if they are truly gone, fails the session
+   * with upload_lost, so the client uploads again instead of completing in vain.
+   */
+  private async linkMoved(userId: string, session: UploadRow): Promise<true> {
+    const moved = await findMovedContent(this.deps, session);
+    if (!moved) {
+      await this.deps.uploads.transition(session.id, ['verifying'], { state: 'failed', error_code: 'upload_lost' });
+      await this.deps.tracker.forget(session.id);
+      throw new AppError('upload_lost');
+    }
+    return this.linked(session, moved.sha1, () =>
+      this.deps.files.linkStored(userId, session.folder, session.name, moved).catch((error: unknown) => {
+        // collected since it was found: nothing of the upload is left
+        if (isContentGone(error)) throw new AppError('upload_lost');
+        throw error;
+      }),
+    );
+  }
+
+  /** Links the verified content and completes the session; a refusal (e.g. the name taken meanwhile) fails it. */
+  private async linked(session: UploadRow, sha1: string, link: () => Promise<{ file: FileView }>): Promise<true> {
     let file: FileView;
     try {
-      ({ file } = await this.deps.files.linkContent(userId, session.folder, session.name, { path, sha1, size: session.size }));
+      ({ file } = await link());
     } catch (error) {
-      // e.g. the name was taken meanwhile: the bytes are stored (a new session dedupes), this one is over
-      if (error instanceof AppError) await this.deps.uploads.transition(session.id, ['verifying'], { state: 'failed', error_code: error.code });
+      // A refusal is final: the bytes are stored (a new session dedupes), this one is over. A 503 is not:
+      // the next complete finds the bytes by verified_sha1 and links them.
+      if (error instanceof AppError && error.status < 500) {
+        await this.deps.uploads.transition(session.id, ['verifying'], { state: 'failed', error_code: error.code });
+      }
       throw error;
     }
     await this.deps.uploads.transition(session.id, ['verifying'], { state: 'complete', file_id: file.id, sha1 });
