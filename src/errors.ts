@@ -19,6 +19,7 @@ export const ERRORS = {
   missing_chunks: { status: 409, message: 'Some chunks have not been received yet.' },
   corrupt: { status: 409, message: 'The stored bytes of this file failed verification; it cannot be served.' },
   upload_state: { status: 409, message: 'The upload is not in a state that allows this.' },
+  upload_lost: { status: 410, message: 'The bytes of this upload were lost before they were stored; start a new upload.' },
   payload_too_large: { status: 413, message: 'The upload is too large.' },
   unsupported_media_type: { status: 415, message: 'Expected multipart/form-data.' },
   range_not_satisfiable: { status: 416, message: 'The requested range is not satisfiable.' },

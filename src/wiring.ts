@@ -34,6 +34,7 @@ import { UploadStaging } from './upload/staging.js';
 import { TusEndpoint } from './upload/tus-endpoint.js';
 import { UploadCompletion } from './upload/upload-completion.js';
 import { UploadService } from './upload/upload.service.js';
+import { LocalVerificationLock, type VerificationLock } from './upload/verification-lock.js';
 
 export interface Services {
   config: Config;
@@ -63,6 +64,7 @@ interface ProfileParts {
   db: Database;
   cache: Cache;
   tracker: ChunkTracker;
+  verifiers: VerificationLock;
   locker: Locker;
   jobs: JobQueue;
   s3?: S3BlobStore;
@@ -78,7 +80,7 @@ function openEmbedded(config: Config, logger: Logger): ProfileParts {
   const checkpointer = new SqliteCheckpointer(sqliteFile(config.DATA_DIR), logger);
   const locker = new MemoryLocker({ acquireLockTimeout: config.TUS_LOCK_TIMEOUT_SECONDS * 1000 });
   return {
-    db, jobs, cache: new MemoryCache(), tracker: new SqlChunkTracker(db), locker, extraChecks: {},
+    db, jobs, cache: new MemoryCache(), tracker: new SqlChunkTracker(db), verifiers: new LocalVerificationLock(), locker, extraChecks: {},
     migrate: () => migrateToLatest(sqlite),
     close: async () => {
       await jobs.close();
@@ -89,12 +91,13 @@ function openEmbedded(config: Config, logger: Logger): ProfileParts {
 
 /** Cluster adapters are loaded only here: the embedded profile never pays for the S3 SDK, ioredis or BullMQ. */
 async function openCluster(config: Config, logger: Logger): Promise<ProfileParts> {
-  const [{ Redis }, { logErrors, readyOrAfter, requestRedisOptions }, { RedisCache }, { RedisChunkTracker }, { RedisLocker }, { BullJobQueue }, { S3BlobStore }] =
+  const [{ Redis }, { logErrors, readyOrAfter, requestRedisOptions }, { RedisCache }, { RedisChunkTracker }, { RedisVerificationLock }, { RedisLocker }, { BullJobQueue }, { S3BlobStore }] =
     await Promise.all([
       import('ioredis'),
       import('./cache/redis-client.js'),
       import('./cache/cache.redis.js'),
       import('./upload/chunk-tracker.redis.js'),
+      import('./upload/verification-lock.redis.js'),
       import('./upload/tus-locker.redis.js'),
       import('./jobs/job-queue.bullmq.js'),
       import('./storage/blob-store.s3.js'),
@@ -115,6 +118,7 @@ async function openCluster(config: Config, logger: Logger): Promise<ProfileParts
     db: new Database(primary, replica, { readYourWritesMs: config.READ_YOUR_WRITES_SECONDS * 1000, logger }),
     cache, jobs, s3, locker,
     tracker: new RedisChunkTracker(redis, config.REDIS_KEY_PREFIX),
+    verifiers: new RedisVerificationLock(redis, config.REDIS_KEY_PREFIX),
     extraChecks: { redis: () => cache.ping(), s3: () => s3.ping() },
     migrate: async () => {
       // a migration may rebuild a large table: its statements get no timeout, on a pool of their own
@@ -135,7 +139,7 @@ async function openCluster(config: Config, logger: Logger): Promise<ProfileParts
 
 export async function openServices(config: Config, logger: Logger): Promise<Services> {
   const profile = config.FILESTORE_PROFILE === 'embedded' ? openEmbedded(config, logger) : await openCluster(config, logger);
-  const { db, cache, tracker, locker, jobs, s3 } = profile;
+  const { db, cache, tracker, verifiers, locker, jobs, s3 } = profile;
   await profile.migrate();
   const users = new UsersRepository(db);
   const userFiles = new UserFilesRepository(db);
@@ -163,7 +167,7 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
     ttlSeconds: config.UPLOAD_TTL_SECONDS, dedupeScope: config.DEDUPE_SCOPE,
   });
   const completion = new UploadCompletion({
-    uploads: uploadsRepo, files, content, tracker, staging, hashers, cache, answerWithinMs: 400,
+    uploads: uploadsRepo, files, content, tracker, verifiers, staging, hashers, cache, answerWithinMs: 400,
   });
   const tus = new TusEndpoint({
     dataDir: config.DATA_DIR, ttlSeconds: config.UPLOAD_TTL_SECONDS, maxSize: config.MAX_UPLOAD_BYTES,

@@ -12,6 +12,8 @@ export interface UploadRow {
   folder: string;
   size: number;
   sha1: string | null;
+  /** The SHA-1 computed from the received bytes, recorded before completion moves them (see verify). */
+  verified_sha1: string | null;
   chunk_size: number;
   chunk_count: number;
   mode: UploadMode;

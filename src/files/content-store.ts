@@ -30,13 +30,29 @@ export class ContentStore {
    * concurrent upload of the same content is seen as soon as its insert wins the unique key.
    */
   async storeNew(temp: HashedTempFile): Promise<number> {
+    return this.keep(await this.deps.landing.adopt(temp.path, temp.sha1), temp);
+  }
+
+  /**
+   * Makes a blob of `sha1` already on the landing tier, with no row pointing at it yet (its completion
+   * was killed after adopting it), the stored bytes of that sha1, if `matches` confirms its bytes; returns
+   * the row id, or undefined when no such blob holds them.
+   */
+  async keepAdopted(sha1: string, size: number, matches: (filePath: string) => Promise<boolean>): Promise<number | undefined> {
+    for (const { location, size: found } of await this.deps.landing.findAdopted(sha1)) {
+      if (found === size && (await matches(this.deps.landing.pathOf(location)))) return this.keep(location, { sha1, size });
+    }
+    return undefined;
+  }
+
+  private async keep(location: string, { sha1, size }: { sha1: string; size: number }): Promise<number> {
     const { db, blobs, landing } = this.deps;
-    const location = await landing.adopt(temp.path, temp.sha1);
     const now = Date.now();
     for (let attempt = 0; attempt < 3; attempt++) {
-      const existing = await this.findBySha1(temp.sha1);
+      const existing = await this.findBySha1(sha1);
       if (existing?.status === 'available') {
-        await landing.remove(location);
+        // keepAdopted may have made this very file the stored copy (another completion adopted it): it stays
+        if (existing.location !== location) await landing.remove(location);
         return existing.id;
       }
       if (existing) {
@@ -46,14 +62,15 @@ export class ContentStore {
           throw error;
         });
         if (!revived) continue;
-        // the old bytes failed verification or were being collected: they are no one's now
-        await this.deps.tiers[existing.tier]?.remove(existing.location).catch(() => undefined);
+        // the old bytes failed verification or were being collected: they are no one's now (unless
+        // keepAdopted found them hashing right after all, and revived the row with them)
+        if (existing.location !== location) await this.deps.tiers[existing.tier]?.remove(existing.location).catch(() => undefined);
         await this.deps.onLanded?.(existing.id);
         return existing.id;
       }
       try {
         const id = await db.write(null, (knex) =>
-          blobs.insert(knex, { sha1: temp.sha1, size: temp.size, tier: landing.tier, location, status: 'available', created_at: now, updated_at: now, verified_at: now }),
+          blobs.insert(knex, { sha1, size, tier: landing.tier, location, status: 'available', created_at: now, updated_at: now, verified_at: now }),
         );
         await this.deps.onLanded?.(id);
         return id;

@@ -9,6 +9,7 @@ import type { ByteRange, LandingStore } from './blob-store.js';
 // Reads of a download: the stream's default 64 KiB served a 1 GiB blob from a cold cache at 500–780
 // MiB/s with 1.2–1.9 CPU s; 256 KiB at 1590–1770 MiB/s with 0.5 CPU s (1 MiB was no faster).
 const READ_BYTES = 256 * 1024;
+const LOCATION = /^[0-9a-f]{2}\/[0-9a-f]{2}\/[0-9a-f]{40}\.[0-9a-f]{12}$/;
 
 /**
  * Blobs as files under DATA_DIR/blobs/ab/cd/<sha1>.<random>; the location is that relative path. Each
@@ -29,6 +30,23 @@ export class LocalBlobStore implements LandingStore {
     // rename is atomic on one filesystem: the blob is either absent or complete, never torn
     await fsp.rename(filePath, target);
     return location;
+  }
+
+  async findAdopted(sha1: string): Promise<Array<{ location: string; size: number }>> {
+    const dir = `${sha1.slice(0, 2)}/${sha1.slice(2, 4)}`;
+    const names = await fsp.readdir(path.join(this.root, dir)).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return [];
+      throw error;
+    });
+    const found: Array<{ location: string; size: number }> = [];
+    for (const name of names) {
+      const location = `${dir}/${name}`;
+      if (!name.startsWith(`${sha1}.`) || !LOCATION.test(location)) continue;
+      // removed since the listing (a collection, a duplicate dropped): not a candidate
+      const stat = await fsp.stat(this.resolve(location)).catch(() => undefined);
+      if (stat?.isFile()) found.push({ location, size: stat.size });
+    }
+    return found;
   }
 
   async read(location: string, range?: ByteRange): Promise<Readable> {
@@ -74,7 +92,7 @@ export class LocalBlobStore implements LandingStore {
   }
 
   private resolve(location: string): string {
-    if (!/^[0-9a-f]{2}\/[0-9a-f]{2}\/[0-9a-f]{40}\.[0-9a-f]{12}$/.test(location)) throw new Error(`not a local blob location: ${location}`);
+    if (!LOCATION.test(location)) throw new Error(`not a local blob location: ${location}`);
     return path.join(this.root, location);
   }
 }

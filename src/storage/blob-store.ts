@@ -23,6 +23,11 @@ export interface LandingStore extends BlobStore {
   adopt(filePath: string, sha1: string): Promise<string>;
   /** The local file holding a blob, for a move to another tier. */
   pathOf(location: string): string;
+  /**
+   * Every blob of `sha1` this store holds, whether or not a row points at it: the one a completion killed
+   * between adopting its bytes and recording them is among them.
+   */
+  findAdopted(sha1: string): Promise<Array<{ location: string; size: number }>>;
 }
 
 /** The tier blobs are moved to: it stores a local file and proves it holds exactly those bytes. */

@@ -104,6 +104,17 @@ export class UploadStaging {
     }
   }
 
+  /** Whether the staged file is still there: completion moves it into the blobs, or drops it. */
+  async exists(uploadId: string): Promise<boolean> {
+    return fsp.access(this.pathOf(uploadId)).then(
+      () => true,
+      (error: NodeJS.ErrnoException) => {
+        if (error.code === 'ENOENT') return false;
+        throw error;
+      },
+    );
+  }
+
   async remove(uploadId: string): Promise<void> {
     await fsp.rm(this.pathOf(uploadId), { force: true });
   }

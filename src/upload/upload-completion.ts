@@ -7,10 +7,12 @@ import { isContentGone, type FileService, type FileView } from '../files/file.se
 import { isId } from '../ids.js';
 import type { ByteRange } from '../storage/blob-store.js';
 import { missingChunks, type ChunkTracker } from './chunk-tracker.js';
+import { findMovedContent } from './moved-content.js';
 import type { PrefixHashers } from './prefix-hasher.js';
 import { MAX_WRONG_PROOFS, WRONG_PROOF_WINDOW_SECONDS, expectedProof, proofMatches, proofThrottleKey, toByteRange } from './proof.js';
 import type { UploadStaging } from './staging.js';
 import { findLiveSession, liveSession } from './upload.service.js';
+import type { VerificationHold, VerificationLock } from './verification-lock.js';
 
 export type CompleteAnswer = { status: 201 | 200; file: FileView } | { status: 202; state: 'verifying' };
 
@@ -19,6 +21,7 @@ export interface UploadCompletionDeps {
   files: FileService;
   content: ContentStore;
   tracker: ChunkTracker;
+  verifiers: VerificationLock;
   staging: UploadStaging;
   hashers: PrefixHashers;
   cache: Cache;
@@ -35,7 +38,8 @@ class NotRight extends Error {}
 
 /** The end of an upload: verify the bytes' SHA-1 and link them, or link stored content by proof. */
 export class UploadCompletion {
-  private readonly verifying = new Map<string, Promise<FileView>>();
+  /** This process's verifications, each settling true once done here, false when another process verifies. */
+  private readonly verifying = new Map<string, Promise<boolean>>();
 
   constructor(private readonly deps: UploadCompletionDeps) {}
 
@@ -52,15 +56,14 @@ export class UploadCompletion {
     }
     let verification = this.verifying.get(id);
     if (!verification) {
-      verification = this.verify(userId, session).finally(() => this.verifying.delete(id));
+      verification = this.verifyAlone(userId, id).finally(() => this.verifying.delete(id));
       this.verifying.set(id, verification);
     }
     const settled = await Promise.race([
       verification.then(() => true),
       new Promise<false>((resolve) => setTimeout(resolve, this.deps.answerWithinMs, false).unref()),
     ]);
-    if (!settled) return { status: 202, state: 'verifying' };
-    await verification;
+    if (!settled || !(await verification)) return { status: 202, state: 'verifying' };
     return this.answerCompleted(userId, await findLiveSession(this.deps.uploads, userId, id));
   }
 
@@ -162,7 +165,26 @@ export class UploadCompletion {
     return new AppError('proof_rejected', undefined, { mode: 'chunks', chunkSize: session.chunk_size, chunkCount: session.chunk_count });
   }
 
-  private async verify(userId: string, session: UploadRow): Promise<FileView> {
+  /**
+   * Verifies the upload unless another process holds its verification (false): two verifiers would
+   * race to move the staged bytes, and the loser would find them gone.
+   */
+  private async verifyAlone(userId: string, id: string): Promise<boolean> {
+    const hold = await this.deps.verifiers.tryAcquire(id);
+    if (!hold) return false;
+    try {
+      // the holder before this one may have ended the session just before letting go
+      const session = await findLiveSession(this.deps.uploads, userId, id);
+      if (session.state === 'failed') throw new AppError((session.error_code as ErrorCode | null) ?? 'hash_mismatch');
+      return session.state !== 'verifying' || (await this.verify(userId, session, hold));
+    } finally {
+      // should this fail, the lease runs out by itself
+      await hold.release().catch(() => undefined);
+    }
+  }
+
+  private async verify(userId: string, session: UploadRow, hold: VerificationHold): Promise<boolean> {
+    if (!(await this.deps.staging.exists(session.id))) return this.linkMoved(userId, session);
     const path = this.deps.staging.pathOf(session.id);
     const sha1 = await this.deps.hashers.finish(session.id, path, session.size);
     if (session.sha1 !== null && sha1 !== session.sha1) {
@@ -172,17 +194,51 @@ export class UploadCompletion {
       await this.deps.tracker.forget(session.id);
       throw new AppError('hash_mismatch');
     }
+    // Before the bytes leave the staged file: a completion killed from here on is finished by the next
+    // one through this sha1 (linkMoved), as the staged file will be gone.
+    await this.deps.uploads.transition(session.id, ['verifying'], { verified_sha1: sha1 });
+    // frozen past the lease, this process has lost the upload to another, which moves the bytes itself
+    if (!(await hold.held())) return false;
+    return this.linked(session, sha1, () => this.deps.files.linkContent(userId, session.folder, session.name, { path, sha1, size: session.size }));
+  }
+
+  /**
+   * Finishes a completion killed after the staged bytes were moved (into the blobs, or dropped for a
+   * copy already stored): links the content they became, or, if they are truly gone, fails the session
+   * with upload_lost, so the client uploads again instead of completing in vain.
+   */
+  private async linkMoved(userId: string, session: UploadRow): Promise<true> {
+    const moved = await findMovedContent(this.deps, session);
+    if (!moved) {
+      await this.deps.uploads.transition(session.id, ['verifying'], { state: 'failed', error_code: 'upload_lost' });
+      await this.deps.tracker.forget(session.id);
+      throw new AppError('upload_lost');
+    }
+    return this.linked(session, moved.sha1, () =>
+      this.deps.files.linkStored(userId, session.folder, session.name, moved).catch((error: unknown) => {
+        // collected since it was found: nothing of the upload is left
+        if (isContentGone(error)) throw new AppError('upload_lost');
+        throw error;
+      }),
+    );
+  }
+
+  /** Links the verified content and completes the session; a refusal (e.g. the name taken meanwhile) fails it. */
+  private async linked(session: UploadRow, sha1: string, link: () => Promise<{ file: FileView }>): Promise<true> {
     let file: FileView;
     try {
-      ({ file } = await this.deps.files.linkContent(userId, session.folder, session.name, { path, sha1, size: session.size }));
+      ({ file } = await link());
     } catch (error) {
-      // e.g. the name was taken meanwhile: the bytes are stored (a new session dedupes), this one is over
-      if (error instanceof AppError) await this.deps.uploads.transition(session.id, ['verifying'], { state: 'failed', error_code: error.code });
+      // A refusal is final: the bytes are stored (a new session dedupes), this one is over. A 503 is not:
+      // the next complete finds the bytes by verified_sha1 and links them.
+      if (error instanceof AppError && error.status < 500) {
+        await this.deps.uploads.transition(session.id, ['verifying'], { state: 'failed', error_code: error.code });
+      }
       throw error;
     }
     await this.deps.uploads.transition(session.id, ['verifying'], { state: 'complete', file_id: file.id, sha1 });
     await this.deps.tracker.forget(session.id);
-    return file;
+    return true;
   }
 
   /**

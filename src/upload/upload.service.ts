@@ -62,7 +62,7 @@ export class UploadService {
     const now = Date.now();
     const chunkSize = request.chunkSize ?? DEFAULT_CHUNK_SIZE;
     const row: UploadRow = {
-      id: randomUUID(), user_id: userId, name, folder, size, sha1: sha1 ?? null, chunk_size: chunkSize,
+      id: randomUUID(), user_id: userId, name, folder, size, sha1: sha1 ?? null, verified_sha1: null, chunk_size: chunkSize,
       chunk_count: Math.ceil(size / chunkSize), mode: 'chunks', state: 'receiving', file_id: null, answered: 0, error_code: null,
       challenge_nonce: null, challenge_ranges: null, challenge_expires_at: null,
       created_at: now, updated_at: now, expires_at: now + this.deps.ttlSeconds * 1000,

@@ -282,7 +282,7 @@ for (const adapter of adapters) {
       const stored = await db.readPrimary((knex) => knex('files').where({ id: contentId }).first());
       const t = now();
       const session = (id: string, sha1: string | null): UploadRow => ({
-        id, user_id: userId, name: 'a.bin', folder: '/', size: 2048, sha1, chunk_size: 1024, chunk_count: 2, mode: 'proof',
+        id, user_id: userId, name: 'a.bin', folder: '/', size: 2048, sha1, verified_sha1: null, chunk_size: 1024, chunk_count: 2, mode: 'proof',
         state: 'receiving', file_id: null, answered: 0, error_code: null, challenge_nonce: 'ab', challenge_ranges: '[]',
         challenge_expires_at: t + 1000, created_at: t, updated_at: t, expires_at: t + 60_000,
       });

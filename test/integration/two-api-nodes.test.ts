@@ -71,6 +71,28 @@ describe.skipIf(!profiles.includes('cluster'))('uploads across two API processes
     expect((await downloaded(alice, nodeA, 'chunks.bin')).equals(bytes)).toBe(true);
   });
 
+  it('verifies an upload on one process at a time: a complete on the other while the first verifies answers 202, and both end with the one file, never 500', async () => {
+    const alice = await newUser(nodeA);
+    const aliceOnB = new ApiClient(nodeB.baseUrl, alice.token);
+    const chunkSize = 4 * MiB;
+    const bytes = randomBytes(15 * chunkSize + 4321);
+    const created = await alice.post('/api/uploads', { name: 'verified-once.bin', size: bytes.length, sha1: sha1(bytes), chunkSize });
+    const id = created.json.uploadId as string;
+    await putChunks(alice, id, bytes, chunkSize, [...Array(created.json.chunkCount as number).keys()]);
+
+    // B never saw the chunks, so it hashes all 60 MB from the file; A's hash is done as the chunks landed
+    const onB = aliceOnB.post(`/api/uploads/${id}/complete`);
+    await vi.waitFor(async () => expect((await alice.get(`/api/uploads/${id}`)).json.state).toBe('verifying'), { timeout: 5000, interval: 5 });
+    const onA = await alice.post(`/api/uploads/${id}/complete`);
+    expect({ status: onA.status, body: onA.json }).toEqual({ status: 202, body: { state: 'verifying' } });
+
+    const finals = await Promise.all([onB.then((first) => (first.status === 202 ? complete(aliceOnB, id) : first)), complete(alice, id)]);
+    expect(finals.map((answer) => answer.status).sort()).toEqual([200, 201]);
+    expect(finals[0]!.json.id).toBe(finals[1]!.json.id);
+    expect((await downloaded(alice, nodeA, 'verified-once.bin')).equals(bytes)).toBe(true);
+    expect((await alice.get('/api/files?folder=/')).json.files).toHaveLength(1);
+  });
+
   it('answers 404 to a chunk still arriving on one when the upload is cancelled on the other, and records nothing of it', async () => {
     const alice = await newUser(nodeA);
     const aliceOnB = new ApiClient(nodeB.baseUrl, alice.token);

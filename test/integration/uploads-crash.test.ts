@@ -1,96 +1,29 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import http from 'node:http';
-import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { availableProfiles, type ProfileName } from '../support/app.js';
-import { ApiClient } from '../support/client.js';
 import { sha1 } from '../support/files.js';
-import { SERVICE_DEFAULTS, createScratchDatabase } from '../support/services.js';
+import { crashableServer, profileEnv, type Cleanups } from '../support/server-process.js';
 import { MiB, chunkOf, complete, putChunk, putChunks } from '../support/uploads.js';
 
 const profiles = await availableProfiles('upload crash recovery');
-const ROOT = path.resolve(import.meta.dirname, '..', '..');
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer().once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}
-
-/** The real server (`node --import tsx src/main.ts`) as a child process, resolved once it answers HTTP. */
-async function startServer(env: Record<string, string>): Promise<{ child: ChildProcess; exited: Promise<unknown> }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (data: Buffer) => (stderr += data.toString()));
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  let gone = false;
-  void exited.then(() => (gone = true));
-  const deadline = Date.now() + 60_000;
-  while (Date.now() < deadline) {
-    if (gone) throw new Error(`server exited during start: ${stderr}`);
-    const up = await fetch(`http://127.0.0.1:${env.PORT}/healthz`).then(() => true, () => false);
-    if (up) return { child, exited };
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  child.kill('SIGKILL');
-  throw new Error(`server did not answer within 60 s: ${stderr}`);
-}
 
 /** Bytes of DATA_DIR actually allocated to the staged file (it is sparse until chunks land). */
 async function allocated(file: string): Promise<number> {
   return (await fsp.stat(file)).blocks * 512;
 }
 
-const cleanups: Array<() => Promise<unknown>> = [];
+const cleanups: Cleanups = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => undefined);
 });
 
-/** A fresh DATA_DIR and port, the server started on them (killed at the end), and a signed-up client. */
-async function crashableServer(profileEnv: Record<string, string>) {
-  const dataDir = await fsp.mkdtemp(path.join(os.tmpdir(), 'filestore-crash-'));
-  cleanups.push(() => fsp.rm(dataDir, { recursive: true, force: true }));
-  const port = await freePort();
-  const env = { DATA_DIR: dataDir, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'silent', ...profileEnv };
-  let server = await startServer(env);
-  cleanups.push(async () => {
-    server.child.kill('SIGKILL');
-    await server.exited;
-  });
-  const client = new ApiClient(`http://127.0.0.1:${port}`);
-  await client.signUp();
-  return {
-    dataDir,
-    client,
-    async killAndRestart() {
-      server.child.kill('SIGKILL');
-      await server.exited;
-      server = await startServer(env);
-    },
-  };
-}
-
 describe.each(profiles)('an upload survives kill -9 of the server (%s profile)', (profile: ProfileName) => {
   it('reports the finished chunks received and the torn one missing after a restart, then completes with the exact bytes', { timeout: 180_000 }, async () => {
-    const env: Record<string, string> = { FILESTORE_PROFILE: profile };
-    if (profile === 'cluster') {
-      const scratch = await createScratchDatabase();
-      cleanups.push(scratch.drop);
-      Object.assign(env, SERVICE_DEFAULTS, {
-        DB_PRIMARY_URL: scratch.primaryUrl,
-        DB_REPLICA_URL: scratch.replicaUrl,
-        REDIS_KEY_PREFIX: `filestore-crash:${randomBytes(4).toString('hex')}:`,
-      });
-    }
-    const { dataDir, client, killAndRestart } = await crashableServer(env);
+    const { env } = await profileEnv(profile, cleanups);
+    const { dataDir, client, killAndRestart } = await crashableServer(env, cleanups);
     const chunkSize = 8 * MiB;
     const source = randomBytes(4 * chunkSize + 3 * MiB);
     const created = await client.post('/api/uploads', { name: 'survivor.bin', size: source.length, sha1: sha1(source), chunkSize });
@@ -144,7 +77,7 @@ describe.each(profiles)('an upload survives kill -9 of the server (%s profile)',
 // would hold a resumed request for its 30 s lease: the bytes' side is the same, so embedded only.)
 describe('a tus upload survives kill -9 of the server (embedded profile)', () => {
   it('resumes from the offset of the bytes written before the kill, and finishes with the exact bytes and SHA-1', { timeout: 120_000 }, async () => {
-    const { dataDir, client, killAndRestart } = await crashableServer({ FILESTORE_PROFILE: 'embedded' });
+    const { dataDir, client, killAndRestart } = await crashableServer({ FILESTORE_PROFILE: 'embedded' }, cleanups);
     const tusHeaders = { 'tus-resumable': '1.0.0', authorization: `Bearer ${client.token}` };
     const source = randomBytes(5 * MiB + 123);
     const metadata = `filename ${Buffer.from('tus-survivor.bin').toString('base64')},folder ${Buffer.from('/').toString('base64')}`;
