@@ -10,6 +10,9 @@ import type { ByteRange, LandingStore } from './blob-store.js';
 // MiB/s with 1.2–1.9 CPU s; 256 KiB at 1590–1770 MiB/s with 0.5 CPU s (1 MiB was no faster).
 const READ_BYTES = 256 * 1024;
 
+const LOCATION = /^[0-9a-f]{2}\/[0-9a-f]{2}\/([0-9a-f]{40})\.[0-9a-f]{12}$/;
+const FAN_OUT = /^[0-9a-f]{2}$/;
+
 /**
  * Blobs as files under DATA_DIR/blobs/ab/cd/<sha1>.<random>; the location is that relative path. Each
  * adoption gets its own path, so deleting an old blob can never remove a newer copy of the same content.
@@ -61,6 +64,22 @@ export class LocalBlobStore implements LandingStore {
     await fsp.rm(this.resolve(location), { force: true });
   }
 
+  /**
+   * Every blob file on disk, whether or not a row points at it, with the sha1 its name carries (the one it
+   * was adopted as, so its row's), one directory at a time: a big store holds millions, never all at once.
+   */
+  async *stored(): AsyncGenerator<{ location: string; sha1: string }> {
+    for (const first of await namesIn(this.root, FAN_OUT)) {
+      for (const second of await namesIn(path.join(this.root, first), FAN_OUT)) {
+        for (const name of await namesIn(path.join(this.root, first, second))) {
+          const location = `${first}/${second}/${name}`;
+          const sha1 = LOCATION.exec(location)?.[1];
+          if (sha1) yield { location, sha1 };
+        }
+      }
+    }
+  }
+
   async ping(): Promise<void> {
     await fsp.mkdir(this.root, { recursive: true });
     await fsp.access(this.root, fs.constants.W_OK);
@@ -74,7 +93,15 @@ export class LocalBlobStore implements LandingStore {
   }
 
   private resolve(location: string): string {
-    if (!/^[0-9a-f]{2}\/[0-9a-f]{2}\/[0-9a-f]{40}\.[0-9a-f]{12}$/.test(location)) throw new Error(`not a local blob location: ${location}`);
+    if (!LOCATION.test(location)) throw new Error(`not a local blob location: ${location}`);
     return path.join(this.root, location);
   }
+}
+
+async function namesIn(dir: string, only?: RegExp): Promise<string[]> {
+  const names = await fsp.readdir(dir).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return [];
+    throw error;
+  });
+  return only ? names.filter((name) => only.test(name)) : names;
 }
