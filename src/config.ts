@@ -35,6 +35,7 @@ const schema = z.object({
   DEDUPE_SCOPE: z.enum(['global', 'user']).default('global'),
   GC_GRACE_SECONDS: positiveInt.default(3600),
   GC_INTERVAL_SECONDS: positiveInt.default(300),
+  GC_ORPHAN_GRACE_SECONDS: positiveInt.default(24 * 3600),
   VERIFY_INTERVAL_SECONDS: positiveInt.default(7 * 24 * 3600),
   S3_ABANDONED_UPLOAD_SECONDS: positiveInt.default(24 * 3600),
   ADMIN_USERS: z.string().default('').transform((list) => list.split(',').map((name) => name.trim()).filter(Boolean)),

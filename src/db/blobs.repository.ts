@@ -114,6 +114,16 @@ export class BlobsRepository {
     return changed === 1;
   }
 
+  /**
+   * Where the rows of these sha1s point, whatever their tier or status: a local file whose location is
+   * not among them is no row's. Read on the primary (a lagging replica could miss a fresh row); sha1 is
+   * the unique key, so a batch costs one index lookup per sha1.
+   */
+  async locationsOf(sha1s: string[]): Promise<Set<string>> {
+    const rows: Array<{ location: string }> = await this.db.readPrimary((db) => db('files').whereIn('sha1', sha1s).select('location'));
+    return new Set(rows.map((row) => row.location));
+  }
+
   listDeleting(limit: number): Promise<BlobRow[]> {
     return this.db.readPrimary((db) => db<BlobRow>('files').where({ status: 'deleting' }).limit(limit));
   }

@@ -134,6 +134,12 @@ export class UploadsRepository {
     return changed === 1;
   }
 
+  /** Which of these sessions have a row, in any state (read on the primary, by primary key). */
+  async existing(ids: string[]): Promise<Set<string>> {
+    const rows: Array<{ id: string }> = await this.db.readPrimary((db) => db('upload_sessions').whereIn('id', ids).select('id'));
+    return new Set(rows.map((row) => row.id));
+  }
+
   async remove(id: string): Promise<void> {
     await this.db.write(null, (db) => db('upload_sessions').where({ id }).delete());
   }

@@ -9,7 +9,8 @@ import type { ByteRange, LandingStore } from './blob-store.js';
 // Reads of a download: the stream's default 64 KiB served a 1 GiB blob from a cold cache at 500–780
 // MiB/s with 1.2–1.9 CPU s; 256 KiB at 1590–1770 MiB/s with 0.5 CPU s (1 MiB was no faster).
 const READ_BYTES = 256 * 1024;
-const LOCATION = /^[0-9a-f]{2}\/[0-9a-f]{2}\/[0-9a-f]{40}\.[0-9a-f]{12}$/;
+const LOCATION = /^[0-9a-f]{2}\/[0-9a-f]{2}\/([0-9a-f]{40})\.[0-9a-f]{12}$/;
+const FAN_OUT = /^[0-9a-f]{2}$/;
 
 /**
  * Blobs as files under DATA_DIR/blobs/ab/cd/<sha1>.<random>; the location is that relative path. Each
@@ -79,6 +80,22 @@ export class LocalBlobStore implements LandingStore {
     await fsp.rm(this.resolve(location), { force: true });
   }
 
+  /**
+   * Every blob file on disk, whether or not a row points at it, with the sha1 its name carries (the one it
+   * was adopted as, so its row's), one directory at a time: a big store holds millions, never all at once.
+   */
+  async *stored(): AsyncGenerator<{ location: string; sha1: string }> {
+    for (const first of await namesIn(this.root, FAN_OUT)) {
+      for (const second of await namesIn(path.join(this.root, first), FAN_OUT)) {
+        for (const name of await namesIn(path.join(this.root, first, second))) {
+          const location = `${first}/${second}/${name}`;
+          const sha1 = LOCATION.exec(location)?.[1];
+          if (sha1) yield { location, sha1 };
+        }
+      }
+    }
+  }
+
   async ping(): Promise<void> {
     await fsp.mkdir(this.root, { recursive: true });
     await fsp.access(this.root, fs.constants.W_OK);
@@ -95,4 +112,12 @@ export class LocalBlobStore implements LandingStore {
     if (!LOCATION.test(location)) throw new Error(`not a local blob location: ${location}`);
     return path.join(this.root, location);
   }
+}
+
+async function namesIn(dir: string, only?: RegExp): Promise<string[]> {
+  const names = await fsp.readdir(dir).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return [];
+    throw error;
+  });
+  return only ? names.filter((name) => only.test(name)) : names;
 }

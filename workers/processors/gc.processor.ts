@@ -8,6 +8,8 @@ export interface GcDeps {
   tiers: { local: BlobStore; s3?: ArchiveStore };
   /** Removes expired upload sessions (chunked and tus) with their staged bytes. */
   collectExpiredUploads: () => Promise<number>;
+  /** Removes local files a kill left behind (orphanSweep); how many went. */
+  sweepOrphans: () => Promise<number>;
   graceMs: number;
   /** A multipart upload older than this was abandoned by a worker that died mid-transfer. */
   abandonedUploadMs: number;
@@ -20,9 +22,10 @@ const BATCH = 200;
  * Collects blobs no user has referenced for the grace period: available → deleting (refused if a link
  * got there first), then the bytes go, then the row. A crash in between leaves a `deleting` row that the
  * next run finishes. Expired upload sessions go too, and the parts of multipart uploads to S3 that a
- * killed worker left behind (its job's retry starts a new upload; the old parts would stay forever).
+ * killed worker left behind (its job's retry starts a new upload; the old parts would stay forever), and
+ * the local files a kill left behind.
  */
-export function gcProcessor({ blobs, tiers, collectExpiredUploads, graceMs, abandonedUploadMs, logger }: GcDeps) {
+export function gcProcessor({ blobs, tiers, collectExpiredUploads, sweepOrphans, graceMs, abandonedUploadMs, logger }: GcDeps) {
   const collect = async (row: BlobRow): Promise<void> => {
     const store = tiers[row.tier];
     if (!store) return;
@@ -41,8 +44,9 @@ export function gcProcessor({ blobs, tiers, collectExpiredUploads, graceMs, aban
     for (const row of await blobs.listDeleting(BATCH)) await collect(row);
     const uploads = await collectExpiredUploads();
     const abandonedParts = (await tiers.s3?.abortUploadsStartedBefore(now - abandonedUploadMs)) ?? 0;
-    if (collected > 0 || uploads > 0 || abandonedParts > 0) {
-      logger.info({ collected, expiredUploads: uploads, abortedMultipartUploads: abandonedParts }, 'garbage collected');
+    const orphans = await sweepOrphans();
+    if (collected > 0 || uploads > 0 || abandonedParts > 0 || orphans > 0) {
+      logger.info({ collected, expiredUploads: uploads, abortedMultipartUploads: abandonedParts, orphanedLocalFiles: orphans }, 'garbage collected');
     }
   };
 }

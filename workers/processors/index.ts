@@ -1,6 +1,8 @@
+import { UploadsRepository } from '../../src/db/uploads.repository.js';
 import type { Services } from '../../src/wiring.js';
 import type { Processors } from '../../src/jobs/job-queue.js';
 import { gcProcessor } from './gc.processor.js';
+import { orphanSweep } from './orphan-sweep.js';
 import { transferProcessor } from './transfer.processor.js';
 import { verifyProcessor } from './verify.processor.js';
 
@@ -18,6 +20,9 @@ export function buildProcessors(services: Services): Processors {
       blobs,
       tiers: { local, s3 },
       collectExpiredUploads: async () => (await uploads.collectExpired()) + (await tus.collectExpired()),
+      sweepOrphans: orphanSweep({
+        dataDir: config.DATA_DIR, local, blobs, sessions: new UploadsRepository(db), graceMs: config.GC_ORPHAN_GRACE_SECONDS * 1000, logger,
+      }),
       graceMs: config.GC_GRACE_SECONDS * 1000,
       abandonedUploadMs: config.S3_ABANDONED_UPLOAD_SECONDS * 1000,
       logger,

@@ -14,7 +14,9 @@ export interface TransferDeps {
 /**
  * Moves one local blob into S3: upload (multipart, streamed from disk) and verify, then switch the row
  * to the S3 copy in one transaction on the primary, and only then delete the local file. Running it
- * twice, or after a crash at any step, ends in the same state.
+ * twice, or after a crash at any step, ends in the same state. A kill between the switch and the delete
+ * leaves a local file the retry cannot name (the row now holds the S3 key): no row points at it, so gc's
+ * orphan sweep removes it.
  */
 export function transferProcessor({ db, blobs, local, s3, logger }: TransferDeps) {
   return async ({ fileId }: { fileId: number }): Promise<void> => {
