@@ -39,8 +39,18 @@ export class ContentStore {
    * the row id, or undefined when no such blob holds them.
    */
   async keepAdopted(sha1: string, size: number, matches: (filePath: string) => Promise<boolean>): Promise<number | undefined> {
-    for (const { location, size: found } of await this.deps.landing.findAdopted(sha1)) {
-      if (found === size && (await matches(this.deps.landing.pathOf(location)))) return this.keep(location, { sha1, size });
+    const { landing } = this.deps;
+    // a row's own file, even one gc is collecting, is never taken: only a file no row points at
+    const owned = (await this.findBySha1(sha1))?.location;
+    for (const { location, size: found } of await landing.findAdopted(sha1)) {
+      if (location === owned || found !== size) continue;
+      // Moved to a name of its own before it is hashed: the move gives it a fresh ctime, which keeps
+      // the orphan sweep off it, and if the sweep (or another recovery) got there first, the move fails
+      // and the file is simply not a candidate.
+      const claimed = await landing.adopt(landing.pathOf(location), sha1).catch(() => null);
+      if (!claimed) continue;
+      if (await matches(landing.pathOf(claimed))) return this.keep(claimed, { sha1, size });
+      await landing.remove(claimed);
     }
     return undefined;
   }

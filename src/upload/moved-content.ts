@@ -19,5 +19,8 @@ export async function findMovedContent(
   // a blob file carries its sha1 in its name only: its bytes must prove it before any row points at them
   const matches = async (filePath: string) => (await deps.hashers.finish(`${session.id}:adopted`, filePath, session.size)) === sha1;
   const id = await deps.content.keepAdopted(sha1, session.size, matches);
-  return id === undefined ? undefined : { id, sha1, size: session.size };
+  if (id !== undefined) return { id, sha1, size: session.size };
+  // another completion of the same content may have kept the file first
+  const keptMeanwhile = await deps.content.findBySha1(sha1);
+  return keptMeanwhile?.status === 'available' ? { id: keptMeanwhile.id, sha1, size: session.size } : undefined;
 }

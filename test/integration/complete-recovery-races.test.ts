@@ -1,0 +1,48 @@
+import { randomBytes } from 'node:crypto';
+import fsp from 'node:fs/promises';
+import { describe, expect, it } from 'vitest';
+import { availableProfiles, useApp } from '../support/app.js';
+import { expectErrorBody, newUser, sha1 } from '../support/files.js';
+import { MiB, complete, putChunks } from '../support/uploads.js';
+
+const profiles = await availableProfiles('complete recovery races');
+
+/**
+ * A complete that finds its staged file gone (its process was killed after moving the bytes) looks for
+ * the blob file it had moved. It must only ever take a file no row points at: gc may be collecting the
+ * file of a row of that content at that very moment.
+ */
+describe.each(profiles)('recovering a completion next to gc (%s profile)', (profile) => {
+  const app = useApp(profile);
+
+  it("never takes the file of a row gc is collecting: the lost upload answers 410, and the content stays storable and readable", async () => {
+    const alice = await newUser(app);
+    const bob = await newUser(app);
+    const bytes = randomBytes(2 * MiB + 5);
+    const hash = sha1(bytes);
+
+    // alice's copy is unreferenced and gc has begun collecting it (available → deleting)
+    const stored = await alice.upload('/api/files', { name: 'old.bin', bytes });
+    expect((await alice.request('DELETE', `/api/files/${stored.json.id}`)).status).toBe(204);
+    const row = (await app.services.content.findBySha1(hash))!;
+    expect(await app.services.blobs.markDeleting(row.id, Date.now())).toBe(true);
+
+    // bob's completion of the same content was killed after its staged file left: as the crash left it
+    const created = await bob.post('/api/uploads', { name: 'new.bin', size: bytes.length, sha1: hash, chunkSize: MiB });
+    const id = created.json.uploadId as string;
+    await putChunks(bob, id, bytes, MiB, [0, 1, 2]);
+    await app.services.db.primary('upload_sessions').where({ id }).update({ state: 'verifying', verified_sha1: hash });
+    await fsp.rm(`${app.dataDir}/uploads/${id}.part`);
+
+    const recovered = await complete(bob, id);
+    expect(recovered.status).toBe(410);
+    expect(expectErrorBody(recovered.json).code).toBe('upload_lost');
+
+    // gc finishes what it began; the content can then be stored anew and read back exactly
+    await app.services.local.remove(row.location);
+    await app.services.blobs.forgetCollected({ ...row, status: 'deleting' });
+    const again = await bob.upload('/api/files', { name: 'again.bin', bytes });
+    expect(again.status).toBe(201);
+    expect((await bob.get(`/api/files/${again.json.id}/content`)).bytes.equals(bytes)).toBe(true);
+  });
+});
