@@ -5,7 +5,7 @@ import { NodeRequest, sendNodeResponse } from 'srvx/node';
 import { currentUser } from '../auth/auth.middleware.js';
 import { AppError, ERRORS, SERVICE_RETRY_AFTER_SECONDS, notFound } from '../errors.js';
 import type { TempFiles } from '../storage/temp-file.js';
-import { FILE_ID_HEADER, FILE_METADATA_KEY, OWNER_METADATA_KEY, USER_HEADER, type TusEndpoint } from '../upload/tus-endpoint.js';
+import { FILE_ID_HEADER, FILE_METADATA_KEY, SERVER_METADATA_KEYS, USER_HEADER, type TusEndpoint } from '../upload/tus-endpoint.js';
 
 const CHECKSUM_MISMATCH = 460;
 
@@ -117,7 +117,7 @@ function clientMetadata(metadata: string): { metadata: string; fileId: string | 
   const pairs = metadata.split(',').filter((pair) => {
     const [key, value = ''] = pair.trim().split(' ');
     if (key === FILE_METADATA_KEY) fileId = Buffer.from(value, 'base64').toString();
-    return key !== OWNER_METADATA_KEY && key !== FILE_METADATA_KEY;
+    return !SERVER_METADATA_KEYS.includes(key!);
   });
   return { metadata: pairs.join(','), fileId };
 }

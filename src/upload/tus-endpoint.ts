@@ -14,9 +14,16 @@ import { TUS_ID, TusFileStore } from './tus-file-store.js';
 /** Set by our HTTP layer after authentication (any client-sent value is overwritten). */
 export const USER_HEADER = 'x-filestore-user';
 /** The metadata key under which an upload's owner is kept with it (set by us; never shown to clients). */
-export const OWNER_METADATA_KEY = 'userId';
+const OWNER_METADATA_KEY = 'userId';
 /** The metadata key under which a linked upload keeps its file's id (set by us; shown as FILE_ID_HEADER). */
 export const FILE_METADATA_KEY = 'fileId';
+/**
+ * The metadata key under which a complete upload keeps the SHA-1 computed from its bytes (set by us),
+ * so linking again after a refusal (a name taken) does not hash every byte again.
+ */
+const SHA1_METADATA_KEY = 'contentSha1';
+/** The server's own metadata keys: whatever a client sends under them is not kept, and HEAD hides them. */
+export const SERVER_METADATA_KEYS: readonly string[] = [OWNER_METADATA_KEY, FILE_METADATA_KEY, SHA1_METADATA_KEY];
 /** The header naming the file a finished upload became (on the finishing request and on HEAD). */
 export const FILE_ID_HEADER = 'Filestore-File-Id';
 const TUS_PATH = '/api/tus';
@@ -149,8 +156,7 @@ export class TusEndpoint {
     }
     const userId = this.userOf(req);
     this.rememberOwner(upload.id, userId);
-    // the server's own keys: whatever a client sent under them is not kept
-    const { [FILE_METADATA_KEY]: _fileId, ...clientMetadata } = metadata;
+    const clientMetadata = Object.fromEntries(Object.entries(metadata).filter(([key]) => !SERVER_METADATA_KEYS.includes(key)));
     return { metadata: { ...clientMetadata, filename, folder, [OWNER_METADATA_KEY]: userId } };
   }
 
@@ -176,15 +182,24 @@ export class TusEndpoint {
    */
   async linkIfComplete(id: string, userId: string): Promise<string | null> {
     const upload = await this.store.getUpload(id).catch(() => null);
-    if (!upload || upload.size === undefined || upload.offset !== upload.size) return null;
+    if (!upload || upload.size === undefined || upload.offset !== upload.size || this.expired(upload)) return null;
     const linked = upload.metadata?.[FILE_METADATA_KEY];
     if (linked) return linked;
     try {
       return await this.linkOnce(id, userId);
     } catch (error) {
       if (error instanceof AppError && error.code === 'name_conflict') return null;
+      // @tus's own refusals: the upload was removed meanwhile (DELETE, expiry: HEAD then says so itself),
+      // or another request held it past the lock timeout
+      const status = (error as { status_code?: number }).status_code;
+      if (status === 404 || status === 410) return null;
+      if (status === ERRORS.upload_locked.status) throw new AppError('upload_locked');
       throw error;
     }
+  }
+
+  private expired(upload: Upload): boolean {
+    return upload.creation_date !== undefined && Date.parse(upload.creation_date) + this.deps.ttlSeconds * 1000 < Date.now();
   }
 
   /**
@@ -202,14 +217,18 @@ export class TusEndpoint {
       if (linked) return linked;
       const source = current.storage!.path;
       const size = current.size ?? current.offset;
-      const sha1 = await this.deps.hashers.finish(this.hashKey(id), source, size);
+      let sha1 = current.metadata?.[SHA1_METADATA_KEY];
+      if (!sha1) {
+        sha1 = await this.deps.hashers.finish(this.hashKey(id), source, size);
+        await this.store.keepServerValue(id, SHA1_METADATA_KEY, sha1);
+      }
       const declared = current.metadata?.sha1;
       if (declared && declared !== sha1) {
         await this.store.remove(id);
         throw new AppError('hash_mismatch', 'The uploaded bytes do not match the declared sha1; nothing was linked.');
       }
       const fileId = await this.link(userId, current, source, sha1, size);
-      await this.store.markLinked(id, FILE_METADATA_KEY, fileId);
+      await this.store.keepServerValue(id, FILE_METADATA_KEY, fileId);
       await this.leaveEmptyPlaceholder(source, size);
       return fileId;
     } finally {

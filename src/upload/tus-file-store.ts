@@ -27,13 +27,13 @@ export class TusFileStore extends FileStore {
   }
 
   /**
-   * Records in the upload's own record (so every API process sees it) that its bytes became file `fileId`:
-   * a finished upload is linked once, however often a client finishes it again.
+   * Keeps a value of the server's in the upload's own record (so every API process sees it): the file its
+   * bytes became, the SHA-1 they were found to have.
    */
-  async markLinked(id: string, metadataKey: string, fileId: string): Promise<void> {
+  async keepServerValue(id: string, metadataKey: string, value: string): Promise<void> {
     const record = await this.configstore.get(id);
     if (!record) throw ERRORS.FILE_NOT_FOUND;
-    await this.configstore.set(id, { ...record, metadata: { ...record.metadata, [metadataKey]: fileId } } as Upload);
+    await this.configstore.set(id, { ...record, metadata: { ...record.metadata, [metadataKey]: value } } as Upload);
   }
 
   /**

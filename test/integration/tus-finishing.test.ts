@@ -1,4 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+import type { Locker } from '@tus/utils';
 import { Upload } from 'tus-js-client';
 import { describe, expect, it } from 'vitest';
 import { availableProfiles, useApp } from '../support/app.js';
@@ -10,6 +13,8 @@ const profiles = await availableProfiles('tus finishing');
 
 type User = Awaited<ReturnType<typeof newUser>>;
 
+const headFileId = async (user: User, url: string) => (await tusRequest(user, 'HEAD', url)).headers.get('filestore-file-id');
+
 /**
  * @tus/server runs the finish hook after letting go of the upload's lock, and again for any PATCH that
  * finds the upload complete (an empty one): these tests hold the endpoint to "linked once, from the
@@ -18,7 +23,6 @@ type User = Awaited<ReturnType<typeof newUser>>;
 describe.each(profiles)('finishing a tus upload (%s profile)', (profile) => {
   const app = useApp(profile);
   const rowsOf = (user: User) => app.services.db.primary('user_files').where({ user_id: user.userId, status: 'available' });
-  const headFileId = async (user: User, url: string) => (await tusRequest(user, 'HEAD', url)).headers.get('filestore-file-id');
 
   it('links a finished upload once: an empty PATCH at its end answers the same file and links nothing, even after that file was deleted', async () => {
     const alice = await newUser(app);
@@ -120,5 +124,54 @@ describe.each(profiles)('finishing a tus upload (%s profile)', (profile) => {
     const head = await tusRequest(alice, 'HEAD', url);
     expect(head.headers.get('filestore-file-id')).toBe(fileId);
     expect(head.headers.get('upload-metadata')).toBe(`filename ${Buffer.from('claimed.bin').toString('base64')},folder ${Buffer.from('/').toString('base64')}`);
+  });
+});
+
+describe.each(profiles)('linking a complete tus upload on HEAD, at the edges (%s profile)', (profile) => {
+  const app = useApp(profile, { UPLOAD_TTL_SECONDS: '3', TUS_LOCK_TIMEOUT_SECONDS: '1' });
+
+  /** A tus upload holding every byte of `bytes` but not linked: its name was taken, then freed. */
+  async function completeButUnlinked(user: User, name: string, bytes: Buffer): Promise<{ url: string; id: string }> {
+    const blocker = await user.upload('/api/files', { name, bytes: randomBytes(10) });
+    const url = await createTusUpload(app.baseUrl, user, bytes.length, { filename: name });
+    expect((await tusPatch(user, url, 0, bytes)).status).toBe(409);
+    expect((await user.request('DELETE', `/api/files/${blocker.json.id}`)).status).toBe(204);
+    return { url, id: new URL(url).pathname.split('/').pop()! };
+  }
+  const holdLock = async (id: string) => {
+    const holder = (app.services.tus.server.options.locker as Locker).newLock(id);
+    await holder.lock(new AbortController().signal, () => {});
+    return holder;
+  };
+
+  it('answers HEAD 423 when another request holds the upload past the lock timeout, and links once it lets go', async () => {
+    const alice = await newUser(app);
+    const bytes = randomBytes(MiB);
+    const { url, id } = await completeButUnlinked(alice, 'held.bin', bytes);
+    const holder = await holdLock(id);
+    expect((await tusRequest(alice, 'HEAD', url)).status).toBe(423);
+    await holder.unlock();
+    expect(await headFileId(alice, url)).toMatch(/./);
+    expect((await alice.get('/api/files')).json.files.map((file: { name: string }) => file.name)).toEqual(['held.bin']);
+  });
+
+  it('answers HEAD 404 when the upload is removed while HEAD waits to link it', async () => {
+    const alice = await newUser(app);
+    const { url, id } = await completeButUnlinked(alice, 'removed.bin', randomBytes(MiB));
+    const holder = await holdLock(id);
+    const head = tusRequest(alice, 'HEAD', url);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    for (const file of [id, `${id}.json`]) await fsp.rm(path.join(app.dataDir, 'tus', file));
+    await holder.unlock();
+    expect((await head).status).toBe(404);
+    expect((await alice.get('/api/files')).json.files).toEqual([]);
+  });
+
+  it('links nothing on HEAD once the upload has expired', async () => {
+    const alice = await newUser(app);
+    const { url } = await completeButUnlinked(alice, 'late.bin', randomBytes(MiB));
+    await new Promise((resolve) => setTimeout(resolve, 3100));
+    expect([404, 410]).toContain((await tusRequest(alice, 'HEAD', url)).status);
+    expect((await alice.get('/api/files')).json.files).toEqual([]);
   });
 });
