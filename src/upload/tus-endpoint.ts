@@ -169,6 +169,9 @@ export class TusEndpoint {
     try {
       return { headers: { [FILE_ID_HEADER]: await this.linkOnce(upload.id, this.userOf(req)) } };
     } catch (error) {
+      // A creation that carried every byte learns its URL only from a 201 (@tus/server sends no Location
+      // with a refusal): nothing could finish it later, and a retrying client would leave one per try.
+      if (req.method === 'POST') await this.store.remove(upload.id).catch(() => undefined);
       if (error instanceof AppError) throw refuse(error.status, error.code, error.message);
       throw error;
     }

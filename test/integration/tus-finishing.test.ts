@@ -5,7 +5,7 @@ import type { Locker } from '@tus/utils';
 import { Upload } from 'tus-js-client';
 import { describe, expect, it } from 'vitest';
 import { availableProfiles, useApp } from '../support/app.js';
-import { expectErrorBody, newUser, sha1 } from '../support/files.js';
+import { expectErrorBody, filesUnder, newUser, sha1 } from '../support/files.js';
 import { createTusUpload, tusPatch, tusRequest } from '../support/tus.js';
 import { MiB } from '../support/uploads.js';
 
@@ -93,6 +93,21 @@ describe.each(profiles)('finishing a tus upload (%s profile)', (profile) => {
     expect(files).toEqual([expect.objectContaining({ name: 'later.bin', size: bytes.length, sha1: sha1(bytes) })]);
     expect(await headFileId(alice, url)).toBe(files[0].id);
     expect((await alice.get(`/api/files/${files[0].id}/content`)).bytes.equals(bytes)).toBe(true);
+  });
+
+  it('removes a creation that carried every byte and was refused for its name: 409, and nothing is left under DATA_DIR/tus', async () => {
+    const alice = await newUser(app);
+    expect((await alice.upload('/api/files', { name: 'taken.bin', bytes: randomBytes(10) })).status).toBe(201);
+    const tusDir = path.join(app.dataDir, 'tus');
+    const before = await filesUnder(tusDir);
+    const bytes = randomBytes(1000);
+    const created = await tusRequest(alice, 'POST', `${app.baseUrl}/api/tus`, {
+      'upload-length': String(bytes.length), 'upload-metadata': `filename ${Buffer.from('taken.bin').toString('base64')}`,
+      'content-type': 'application/offset+octet-stream',
+    }, bytes);
+    expect(created.status).toBe(409);
+    expect(expectErrorBody(await created.json()).code).toBe('name_conflict');
+    expect(await filesUnder(tusDir)).toEqual(before);
   });
 
   it('links one file when several empty PATCHes finish the same upload at once', async () => {
