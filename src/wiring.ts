@@ -53,6 +53,7 @@ export interface Services {
   uploads: UploadService;
   completion: UploadCompletion;
   tus: TusEndpoint;
+  verifiers: VerificationLock;
   admin: AdminService;
   temp: TempFiles;
   healthChecks: Record<string, HealthCheck>;
@@ -163,7 +164,7 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
   const uploadsRepo = new UploadsRepository(db);
   const staging = new UploadStaging(config.DATA_DIR);
   const uploads = new UploadService({
-    db, uploads: uploadsRepo, blobs, userFiles, files, tracker, staging, hashers, cache,
+    db, uploads: uploadsRepo, blobs, userFiles, files, tracker, verifiers, staging, hashers, cache,
     ttlSeconds: config.UPLOAD_TTL_SECONDS, dedupeScope: config.DEDUPE_SCOPE,
   });
   const completion = new UploadCompletion({
@@ -176,7 +177,7 @@ export async function openServices(config: Config, logger: Logger): Promise<Serv
   return {
     config, logger, db, blobs, users, content, local, s3, jobs, accessTokens, auth, files,
     folders: new FolderService({ db, folders: folderRepo, userFiles }),
-    uploads, completion, tus, temp,
+    uploads, completion, tus, temp, verifiers,
     admin: new AdminService({ db, users, jobs, adminUsernames: config.ADMIN_USERS }),
     healthChecks: { db: () => db.ping(), disk: () => local.ping(), ...profile.extraChecks },
     async close() {

@@ -11,6 +11,7 @@ import type { PrefixHashers } from './prefix-hasher.js';
 import { CHALLENGE_TTL_MS, MAX_WRONG_PROOFS, PROOF_MIN_SIZE, makeChallenge, proofThrottleKey, type Challenge } from './proof.js';
 import type { Cache } from '../cache/cache.js';
 import type { UploadStaging } from './staging.js';
+import type { VerificationLock } from './verification-lock.js';
 import { isId } from '../ids.js';
 
 export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
@@ -27,6 +28,7 @@ export interface UploadServiceDeps {
   userFiles: UserFilesRepository;
   files: FileService;
   tracker: ChunkTracker;
+  verifiers: VerificationLock;
   staging: UploadStaging;
   hashers: PrefixHashers;
   cache: Cache;
@@ -190,8 +192,23 @@ export class UploadService {
   /** Removes sessions past their expiry with their staged bytes and chunk state. */
   async collectExpired(now = Date.now()): Promise<number> {
     const expired = await this.deps.uploads.listExpired(now, 100);
-    for (const session of expired) await this.discard(session.id);
-    return expired.length;
+    let collected = 0;
+    for (const session of expired) {
+      if (session.state !== 'verifying') {
+        await this.discard(session.id);
+      } else {
+        // a completion that began before the expiry owns its bytes until it ends (or its holder died)
+        const hold = await this.deps.verifiers.tryAcquire(session.id);
+        if (!hold) continue;
+        try {
+          await this.discard(session.id);
+        } finally {
+          await hold.release();
+        }
+      }
+      collected += 1;
+    }
+    return collected;
   }
 
   find(userId: string, id: string): Promise<UploadRow> {

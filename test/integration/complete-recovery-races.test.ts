@@ -46,3 +46,29 @@ describe.each(profiles)('recovering a completion next to gc (%s profile)', (prof
     expect((await bob.get(`/api/files/${again.json.id}/content`)).bytes.equals(bytes)).toBe(true);
   });
 });
+
+describe.each(profiles)('collecting expired sessions next to a completion (%s profile)', (profile) => {
+  const app = useApp(profile);
+
+  it('leaves an expired session alone while its verification is held, and collects it once the holder lets go', async () => {
+    const alice = await newUser(app);
+    const bytes = randomBytes(MiB + 1);
+    const created = await alice.post('/api/uploads', { name: 'late.bin', size: bytes.length, chunkSize: MiB });
+    const id = created.json.uploadId as string;
+    await putChunks(alice, id, bytes, MiB, [0, 1]);
+    // a completion began just before the expiry and is verifying (on this process or another)
+    await app.services.db.primary('upload_sessions').where({ id }).update({ state: 'verifying' });
+    const hold = (await app.services.verifiers.tryAcquire(id))!;
+    const staged = `${app.dataDir}/uploads/${id}.part`;
+    const afterExpiry = Date.now() + app.services.config.UPLOAD_TTL_SECONDS * 1000 + 1000;
+
+    await app.services.uploads.collectExpired(afterExpiry);
+    expect(await app.services.db.primary('upload_sessions').where({ id })).toHaveLength(1);
+    await expect(fsp.access(staged)).resolves.toBeUndefined();
+
+    await hold.release();
+    await app.services.uploads.collectExpired(afterExpiry);
+    expect(await app.services.db.primary('upload_sessions').where({ id })).toHaveLength(0);
+    await expect(fsp.access(staged)).rejects.toThrow();
+  });
+});
