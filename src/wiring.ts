@@ -91,7 +91,7 @@ function openEmbedded(config: Config, logger: Logger): ProfileParts {
 }
 
 /** Cluster adapters are loaded only here: the embedded profile never pays for the S3 SDK, ioredis or BullMQ. */
-async function openCluster(config: Config, logger: Logger): Promise<ProfileParts> {
+async function openCluster(config: Config, logger: Logger, role: Role): Promise<ProfileParts> {
   const [{ Redis }, { logErrors, readyOrAfter, requestRedisOptions }, { RedisCache }, { RedisChunkTracker }, { RedisVerificationLock }, { RedisLocker }, { BullJobQueue }, { S3BlobStore }] =
     await Promise.all([
       import('ioredis'),
@@ -105,8 +105,9 @@ async function openCluster(config: Config, logger: Logger): Promise<ProfileParts
     ]);
   const dbTimeoutMs = config.DB_TIMEOUT_SECONDS * 1000;
   const redisTimeoutMs = config.REDIS_TIMEOUT_SECONDS * 1000;
-  const primary = openMysql(config.DB_PRIMARY_URL!, { connectTimeoutMs: dbTimeoutMs, poolMax: 10, statementTimeoutMs: dbTimeoutMs, logger });
-  const replica = openMysql(config.DB_REPLICA_URL!, { connectTimeoutMs: 1500, poolMax: 10, statementTimeoutMs: dbTimeoutMs, logger });
+  const statementTimeoutMs = role === 'api' ? dbTimeoutMs : WORKER_STATEMENT_TIMEOUT_MS;
+  const primary = openMysql(config.DB_PRIMARY_URL!, { connectTimeoutMs: dbTimeoutMs, poolMax: 10, statementTimeoutMs, logger });
+  const replica = openMysql(config.DB_REPLICA_URL!, { connectTimeoutMs: 1500, poolMax: 10, statementTimeoutMs, logger });
   const redis = logErrors(new Redis(config.REDIS_URL!, requestRedisOptions(redisTimeoutMs)), logger, 'commands');
   const credentials = { accessKeyId: config.S3_ACCESS_KEY!, secretAccessKey: config.S3_SECRET_KEY!, region: config.S3_REGION };
   const s3 = new S3BlobStore({ endpoint: config.S3_ENDPOINT!, ...credentials }, config.S3_BUCKET!, config.S3_PUBLIC_ENDPOINT);
@@ -138,8 +139,17 @@ async function openCluster(config: Config, logger: Logger): Promise<ProfileParts
   };
 }
 
-export async function openServices(config: Config, logger: Logger): Promise<Services> {
-  const profile = config.FILESTORE_PROFILE === 'embedded' ? openEmbedded(config, logger) : await openCluster(config, logger);
+/** Who opens the services: an API process answers clients, a worker runs the background jobs. */
+export type Role = 'api' | 'worker';
+
+/**
+ * A worker's statements are not a client's wait: gc's and verify's scans of a large `files` table may
+ * take minutes, so DB_TIMEOUT_SECONDS would fail them on every run. This only cuts a hung connection.
+ */
+const WORKER_STATEMENT_TIMEOUT_MS = 10 * 60_000;
+
+export async function openServices(config: Config, logger: Logger, role: Role = 'api'): Promise<Services> {
+  const profile = config.FILESTORE_PROFILE === 'embedded' ? openEmbedded(config, logger) : await openCluster(config, logger, role);
   const { db, cache, tracker, verifiers, locker, jobs, s3 } = profile;
   await profile.migrate();
   const users = new UsersRepository(db);

@@ -13,7 +13,7 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const logger = pino({ level: config.LOG_LEVEL }).child({ role: 'worker' });
-  const services = await openServices(config, logger);
+  const services = await openServices(config, logger, 'worker');
   const metrics = new Metrics(() => services.jobs.stats());
   await runJobs(services, metrics.observeJob);
   const metricsServer = http
