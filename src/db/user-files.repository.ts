@@ -79,9 +79,13 @@ export class UserFilesRepository {
   }
 
   /** Whether the user has an available file with this content (for DEDUPE_SCOPE=user). */
-  async ownsContent(userId: string, fileId: number): Promise<boolean> {
+  /** Whether the user has an available file of this content (by its sha1: whether or not it is stored). */
+  async ownsContent(userId: string, sha1: string): Promise<boolean> {
     const row = await this.db.readPrimary((db) =>
-      db('user_files').where({ user_id: userId, file_id: fileId, status: 'available' }).first('id'),
+      db('user_files')
+        .join('files', 'files.id', 'user_files.file_id')
+        .where({ 'user_files.user_id': userId, 'user_files.status': 'available', 'files.sha1': sha1 })
+        .first('user_files.id'),
     );
     return row !== undefined;
   }

@@ -230,13 +230,15 @@ export class UploadService {
    */
   private async provableContent(userId: string, sha1: string, size: number): Promise<BlobRow | undefined> {
     if (size < PROOF_MIN_SIZE) return undefined;
-    const [failures, blob] = await Promise.all([
+    // With DEDUPE_SCOPE=user, ownership is asked whether or not anyone stores the content: asked only
+    // when it was stored, its extra round trip would tell by timing what user scope keeps secret.
+    const [failures, blob, owned] = await Promise.all([
       this.deps.cache.peek(proofThrottleKey(userId, sha1)),
       this.deps.db.readPrimary((db) => this.deps.blobs.findBySha1(db, sha1)),
+      this.deps.dedupeScope === 'user' ? this.deps.userFiles.ownsContent(userId, sha1) : true,
     ]);
-    if (failures.count >= MAX_WRONG_PROOFS) return undefined;
+    if (failures.count >= MAX_WRONG_PROOFS || !owned) return undefined;
     if (!blob || blob.status !== 'available' || Number(blob.size) !== size) return undefined;
-    if (this.deps.dedupeScope === 'user' && !(await this.deps.userFiles.ownsContent(userId, blob.id))) return undefined;
     return blob;
   }
 

@@ -246,4 +246,27 @@ describe.each(profiles)('instant upload with DEDUPE_SCOPE=user (%s profile)', (p
     expect(completed.json.sha1).toBe(hash);
     expect((await bob.get(`/api/files/${completed.json.id}/content`)).bytes.equals(bytes)).toBe(true);
   });
+
+  it("asks the database as much about content another user stores as about content no one stores (no timing side channel)", async () => {
+    const alice = await newUser(app);
+    const bob = await newUser(app);
+    const { bytes } = await stored(app, alice, 2 * MiB);
+    const { primary, replica } = app.services.db;
+    const queriesDuring = async (call: () => Promise<unknown>) => {
+      let count = 0;
+      const counting = () => void (count += 1);
+      primary.on('query', counting);
+      if (replica !== primary) replica.on('query', counting);
+      try {
+        await call();
+      } finally {
+        primary.off('query', counting);
+        if (replica !== primary) replica.off('query', counting);
+      }
+      return count;
+    };
+    const forStored = await queriesDuring(async () => expect((await ask(bob, bytes, 'a.bin')).json.mode).toBe('chunks'));
+    const forUnknown = await queriesDuring(async () => expect((await ask(bob, randomBytes(bytes.length), 'b.bin')).json.mode).toBe('chunks'));
+    expect(forStored).toBe(forUnknown);
+  });
 });
