@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import type { Server } from 'node:http';
 import path from 'node:path';
 import express, { type Express } from 'express';
 import { requireAuth } from './auth/auth.middleware.js';
@@ -11,6 +12,7 @@ import { tusRoutes } from './http/tus.routes.js';
 import { uploadRoutes } from './http/uploads.routes.js';
 import { Metrics } from './http/metrics.js';
 import { requestLog } from './http/request-log.js';
+import type { Config } from './config.js';
 import type { Services } from './wiring.js';
 
 // web/ sits beside src/ in the repository and two levels above dist/src/app.js in a build
@@ -44,4 +46,18 @@ export function buildApp(services: Services, metrics = new Metrics(() => service
   app.use(notFoundHandler);
   app.use(errorHandler);
   return app;
+}
+
+/**
+ * Uploads of many GiB take minutes: no whole-request timeout. A connection that carries no byte either
+ * way for IDLE_TIMEOUT_SECONDS is closed instead (nginx's client_body_timeout is 60 s too): a stalled
+ * request body held its socket, and the 1 MiB buffer its upload had taken, for as long as the client
+ * liked, and anyone could open many.
+ */
+export function applyTimeouts(server: Server, config: Config): void {
+  server.requestTimeout = 0;
+  server.headersTimeout = 60_000;
+  server.timeout = config.IDLE_TIMEOUT_SECONDS * 1000;
+  // longer than clients keep idle sockets (fetch: ~5 s), so a request never lands on a closing one
+  server.keepAliveTimeout = 65_000;
 }

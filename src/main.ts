@@ -1,7 +1,7 @@
 import './threadpool.js';
 import type { Server } from 'node:http';
 import { pino } from 'pino';
-import { buildApp } from './app.js';
+import { applyTimeouts, buildApp } from './app.js';
 import { loadConfigOrExit } from './config.js';
 import { Metrics } from './http/metrics.js';
 import { openServices } from './wiring.js';
@@ -19,11 +19,7 @@ async function main(): Promise<void> {
   const server: Server = buildApp(services, metrics).listen(config.PORT, config.HOST, () => {
     logger.info({ port: config.PORT, host: config.HOST, profile: config.FILESTORE_PROFILE, dataDir: config.DATA_DIR }, 'filestore listening');
   });
-  // Uploads of many GiB take minutes: no whole-request timeout, only a limit on idle sockets.
-  server.requestTimeout = 0;
-  server.headersTimeout = 60_000;
-  // longer than clients keep idle sockets (fetch: ~5 s), so a request never lands on a closing one
-  server.keepAliveTimeout = 65_000;
+  applyTimeouts(server, config);
   const shutdown = (signal: string) => {
     logger.info({ signal }, 'shutting down');
     server.close(() => void services.close().then(() => process.exit(0)));

@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll } from 'vitest';
-import { buildApp } from '../../src/app.js';
+import { applyTimeouts, buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { openServices, type Services } from '../../src/wiring.js';
 import { runJobs } from '../../workers/schedules.js';
@@ -56,9 +56,8 @@ export async function startApp(
   // with jobs: this process also runs the queues, as the embedded profile's main and the workers do
   if (options.jobs) await runJobs(services);
   const server = buildApp(services).listen(0, '127.0.0.1');
-  // fetch keeps idle sockets for about as long as Node's default 5 s server keep-alive; under load it
-  // sometimes sends a request on one the server is just closing (ECONNRESET). close() ends idle sockets.
-  server.keepAliveTimeout = 60_000;
+  // as main.ts: among them a keep-alive longer than fetch keeps idle sockets (close() ends idle sockets)
+  applyTimeouts(server, config);
   await new Promise((resolve) => server.once('listening', resolve));
   const { port } = server.address() as AddressInfo;
   return {
