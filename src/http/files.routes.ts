@@ -127,6 +127,8 @@ function setContentHeaders(res: Response, file: FileView): void {
     'Last-Modified': new Date(file.updatedAt).toUTCString(),
     'Accept-Ranges': 'bytes',
     'Cache-Control': 'private, no-cache',
+    // the type comes from the name the user chose: a browser must not guess another (an HTML page)
+    'X-Content-Type-Options': 'nosniff',
   });
 }
 

@@ -39,7 +39,7 @@ describe.each(profiles)('files API (%s profile)', (profile) => {
   });
 
   describe('download', () => {
-    it('returns the bytes with Content-Type, attachment Content-Disposition, ETag "<sha1>" and Accept-Ranges', async () => {
+    it('returns the bytes with Content-Type (never to be sniffed), attachment Content-Disposition, ETag "<sha1>" and Accept-Ranges', async () => {
       const alice = await newUser(app);
       const bytes = Buffer.from('hello, plain text\n');
       const up = await alice.upload('/api/files', { name: 'notes.txt', bytes });
@@ -51,6 +51,7 @@ describe.each(profiles)('files API (%s profile)', (profile) => {
       expect(res.headers.get('content-disposition')).toMatch(/^attachment;\s*filename="?notes\.txt"?$/);
       expect(res.headers.get('etag')).toBe(`"${sha1(bytes)}"`);
       expect(res.headers.get('accept-ranges')).toBe('bytes');
+      expect(res.headers.get('x-content-type-options')).toBe('nosniff');
     });
 
     it('answers application/octet-stream for a name without a known type', async () => {
