@@ -70,6 +70,9 @@ export class BullJobQueue implements JobQueue {
           // a worker killed mid-job loses its lock within seconds, and the job is taken up again
           lockDuration: 10_000,
           stalledInterval: 5_000,
+          // a kill is as passing a fault as any error: BullMQ's default (1) failed a transfer for good on its
+          // second stall, whatever `attempts` allowed, and left its blob local
+          maxStalledCount: JOB_ATTEMPTS,
         },
       ), name);
       this.workers.push(worker);
