@@ -39,6 +39,7 @@ const schema = z.object({
   GC_ORPHAN_GRACE_SECONDS: positiveInt.default(24 * 3600),
   VERIFY_INTERVAL_SECONDS: positiveInt.default(7 * 24 * 3600),
   S3_ABANDONED_UPLOAD_SECONDS: positiveInt.default(24 * 3600),
+  TRANSFER_RETRY_AFTER_SECONDS: positiveInt.default(3600),
   ADMIN_USERS: z.string().default('').transform((list) => list.split(',').map((name) => name.trim()).filter(Boolean)),
   S3_PUBLIC_ENDPOINT: optionalUrl,
   WORKER_METRICS_PORT: port.default(9464),

@@ -84,6 +84,20 @@ export class BlobsRepository {
     return rows.map((row: { id: number }) => Number(row.id));
   }
 
+  /** Available blobs still on the local tier, created before `before`, by id after `afterId`. */
+  async listLocalSince(before: number, afterId: number, limit: number): Promise<number[]> {
+    const rows = await this.db.readPrimary((db) =>
+      db('files')
+        .where({ status: 'available', tier: 'local' })
+        .where('created_at', '<', before)
+        .where('id', '>', afterId)
+        .orderBy('id')
+        .limit(limit)
+        .select('id'),
+    );
+    return rows.map((row: { id: number }) => Number(row.id));
+  }
+
   /**
    * Blobs no available user_files row has referenced since `before`: candidates for collection. The
    * last reference's time is its row's updated_at (when it was deleted), or the blob's own.

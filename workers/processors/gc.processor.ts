@@ -10,6 +10,8 @@ export interface GcDeps {
   collectExpiredUploads: () => Promise<number>;
   /** Removes local files a kill left behind (orphanSweep); how many went. */
   sweepOrphans: () => Promise<number>;
+  /** Cluster profile: queues a transfer again for blobs left local (transferSweep); how many. */
+  requeueTransfers?: () => Promise<number>;
   graceMs: number;
   /** A multipart upload older than this was abandoned by a worker that died mid-transfer. */
   abandonedUploadMs: number;
@@ -23,9 +25,9 @@ const BATCH = 200;
  * got there first), then the bytes go, then the row. A crash in between leaves a `deleting` row that the
  * next run finishes. Expired upload sessions go too, and the parts of multipart uploads to S3 that a
  * killed worker left behind (its job's retry starts a new upload; the old parts would stay forever), and
- * the local files a kill left behind.
+ * the local files a kill left behind. In the cluster profile, blobs whose transfer was lost are queued again.
  */
-export function gcProcessor({ blobs, tiers, collectExpiredUploads, sweepOrphans, graceMs, abandonedUploadMs, logger }: GcDeps) {
+export function gcProcessor({ blobs, tiers, collectExpiredUploads, sweepOrphans, requeueTransfers, graceMs, abandonedUploadMs, logger }: GcDeps) {
   const collect = async (row: BlobRow): Promise<void> => {
     const store = tiers[row.tier];
     if (!store) return;
@@ -45,6 +47,7 @@ export function gcProcessor({ blobs, tiers, collectExpiredUploads, sweepOrphans,
     const uploads = await collectExpiredUploads();
     const abandonedParts = (await tiers.s3?.abortUploadsStartedBefore(now - abandonedUploadMs)) ?? 0;
     const orphans = await sweepOrphans();
+    await requeueTransfers?.();
     if (collected > 0 || uploads > 0 || abandonedParts > 0 || orphans > 0) {
       logger.info({ collected, expiredUploads: uploads, abortedMultipartUploads: abandonedParts, orphanedLocalFiles: orphans }, 'garbage collected');
     }

@@ -4,6 +4,7 @@ import type { Processors } from '../../src/jobs/job-queue.js';
 import { gcProcessor } from './gc.processor.js';
 import { orphanSweep } from './orphan-sweep.js';
 import { transferProcessor } from './transfer.processor.js';
+import { transferSweep } from './transfer-sweep.js';
 import { verifyProcessor } from './verify.processor.js';
 
 /** The processors of every queue, built from the same services the API uses; both profiles share them. */
@@ -23,6 +24,7 @@ export function buildProcessors(services: Services): Processors {
       sweepOrphans: orphanSweep({
         dataDir: config.DATA_DIR, local, blobs, sessions: new UploadsRepository(db), graceMs: config.GC_ORPHAN_GRACE_SECONDS * 1000, logger,
       }),
+      requeueTransfers: s3 ? transferSweep({ blobs, jobs, ageMs: config.TRANSFER_RETRY_AFTER_SECONDS * 1000, logger }) : undefined,
       graceMs: config.GC_GRACE_SECONDS * 1000,
       abandonedUploadMs: config.S3_ABANDONED_UPLOAD_SECONDS * 1000,
       logger,
