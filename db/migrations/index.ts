@@ -4,6 +4,7 @@ import * as uploads from './002_uploads.js';
 import * as tiers from './003_tiers.js';
 import * as openSessionsIndex from './004_open_sessions_index.js';
 import * as verifiedSha1 from './005_verified_sha1.js';
+import * as localBlobsIndex from './006_local_blobs_index.js';
 
 /** Migrations in order; listed statically so the same list runs from sources (tsx) and from dist. */
 export const migrations: ReadonlyArray<{ name: string; module: Knex.Migration }> = [
@@ -12,4 +13,5 @@ export const migrations: ReadonlyArray<{ name: string; module: Knex.Migration }>
   { name: '003_tiers', module: tiers },
   { name: '004_open_sessions_index', module: openSessionsIndex },
   { name: '005_verified_sha1', module: verifiedSha1 },
+  { name: '006_local_blobs_index', module: localBlobsIndex },
 ];
