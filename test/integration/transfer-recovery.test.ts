@@ -3,6 +3,7 @@ import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startApp, type RunningApp } from '../support/app.js';
 import { blobFiles, newUser, sha1 } from '../support/files.js';
 import { removeObjects } from '../support/rgw.js';
+import { startRelay } from '../support/relay.js';
 import { servicesAvailable } from '../support/services.js';
 import { MiB } from '../support/uploads.js';
 import { contentOf, downloadSha1, freePort, startWorker, waitFor, waitForTier, workerEnv, type WorkerProcess } from '../support/workers.js';
@@ -46,6 +47,28 @@ describe.runIf(cluster)('a transfer that failed for good is carried through in t
   });
   afterAll(async () => {
     for (const hash of sha1s) await removeObjects(`blobs/${hash}/`).catch(() => undefined);
+  });
+
+  it('takes up again a transfer whose worker was killed twice mid-copy: a kill is not a failure', { timeout: 240_000 }, async () => {
+    // RGW behind a relay that carries every byte 200 ms late: a transfer lasts long enough to be killed in
+    const slowS3 = await startRelay(app.services.config.S3_ENDPOINT!);
+    slowS3.delay(200);
+    try {
+      const file = await upload(8 * MiB + 5);
+      for (let kill = 1; kill <= 2; kill += 1) {
+        // the killed worker's job stays active until its lock lapses and the next worker takes it up
+        const before = slowS3.accepted();
+        const slow = await worker({ S3_ENDPOINT: slowS3.url, GC_INTERVAL_SECONDS: '3600' });
+        await waitFor(`worker ${kill} to be copying to RGW`, async () => slowS3.accepted() > before, 60_000, 20);
+        await slow.stop('SIGKILL');
+      }
+      expect(await contentOf(app, file.id)).toMatchObject({ tier: 'local' });
+      await worker({ GC_INTERVAL_SECONDS: '3600' });
+      await expectMoved(file);
+      expect((await app.services.jobs.stats()).queues.transfer.failed).toBe(0);
+    } finally {
+      await slowS3.close();
+    }
   });
 
   it('queues again the transfer of a blob left local after its job failed for good, and the sweep moves it', { timeout: 240_000 }, async () => {

@@ -14,6 +14,8 @@ export interface Relay {
   freeze(): void;
   delay(ms: number): void;
   restore(): void;
+  /** Connections the relay has accepted so far (a client that began to talk to the service). */
+  accepted(): number;
   close(): Promise<void>;
 }
 
@@ -25,8 +27,10 @@ export async function startRelay(serviceUrl: string): Promise<Relay> {
   let mode: Mode = 'open';
   let delayMs = 0;
   const pairs = new Set<{ client: net.Socket; upstream: net.Socket }>();
+  let accepted = 0;
 
   const server = net.createServer((client) => {
+    accepted += 1;
     if (mode === 'cut') return void client.resetAndDestroy();
     const upstream = net.connect(targetPort, target.hostname);
     const pair = { client, upstream };
@@ -56,6 +60,7 @@ export async function startRelay(serviceUrl: string): Promise<Relay> {
 
   return {
     url: url.toString(),
+    accepted: () => accepted,
     cut() {
       mode = 'cut';
       for (const { client, upstream } of pairs) {
