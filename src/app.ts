@@ -30,9 +30,11 @@ export function buildApp(services: Services, metrics = new Metrics(() => service
   app.use(metrics.middleware());
   app.use(healthRoutes(healthChecks, metrics));
   // Chunk bodies are raw bytes whatever their Content-Type: never let the JSON parser take a PUT.
-  app.use('/api', express.json({ limit: '64kb', type: (req) => req.method !== 'PUT' && /json/i.test(req.headers['content-type'] ?? '') }));
-  app.use('/api/auth', publicAuthRoutes(auth));
-  app.use('/api', requireAuth(accessTokens));
+  const json = express.json({ limit: '64kb', type: (req) => req.method !== 'PUT' && /json/i.test(req.headers['content-type'] ?? '') });
+  app.use('/api/auth', json, publicAuthRoutes(auth));
+  // everything else reads its body only once the token is checked: no 64 KiB parse for an anonymous
+  // client, and a missing token is 401 whatever the body
+  app.use('/api', requireAuth(accessTokens), json);
   app.use('/api', privateAuthRoutes(auth, files));
   app.use(
     '/api',

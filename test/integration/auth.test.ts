@@ -240,9 +240,11 @@ describe.each(profiles)('auth over HTTP (%s profile)', (profile) => {
       expect((await client.get('/api/me')).json).toEqual({ id: userId, username, usedBytes: 1234 });
     });
 
-    it('refuses a request without a token with 401 JSON', async () => {
+    it('refuses a request without a token with 401 JSON, whatever its body (malformed JSON included)', async () => {
       expectError(await anon.get('/api/me'), 401, 'unauthorized');
       expectError(await anon.get('/api/files'), 401, 'unauthorized');
+      const malformed = await anon.request('POST', '/api/uploads', { body: '{"name":', headers: { 'content-type': 'application/json' } });
+      expectError(malformed, 401, 'unauthorized');
     });
 
     it.each([
