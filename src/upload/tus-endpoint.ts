@@ -41,6 +41,25 @@ export interface TusEndpointDeps {
   logger: Logger;
 }
 
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * The first of `keys` whose base64 value in an Upload-Metadata header is not UTF-8. @tus/server decodes
+ * such bytes to U+FFFD, so the name stored would not be the name sent; it is refused instead.
+ */
+function notUtf8(header: string, keys: string[]): string | undefined {
+  for (const pair of header.split(',')) {
+    const [key, value = ''] = pair.trim().split(' ');
+    if (!keys.includes(key!)) continue;
+    try {
+      UTF8.decode(Buffer.from(value, 'base64'));
+    } catch {
+      return key;
+    }
+  }
+  return undefined;
+}
+
 /** A JSON error in the shape @tus/server sends for errors thrown from its hooks. */
 function refuse(status: number, code: string, message: string): { status_code: number; body: string } {
   return { status_code: status, body: JSON.stringify({ error: { code, message } }) };
@@ -142,6 +161,8 @@ export class TusEndpoint {
 
   private async onCreate(req: ServerRequest, upload: Upload) {
     const metadata = upload.metadata ?? {};
+    const undecodable = notUtf8(req.headers.get('upload-metadata') ?? '', ['filename', 'folder']);
+    if (undecodable) throw refuse(400, undecodable === 'filename' ? 'invalid_name' : 'invalid_path', `metadata ${undecodable} is not valid UTF-8`);
     const filename = metadata.filename ?? '';
     const problem = nameProblem(filename);
     if (problem) throw refuse(400, 'invalid_name', `metadata filename: ${problem}`);

@@ -64,6 +64,17 @@ describe.each(profiles)('tus requests the endpoint refuses (%s profile)', (profi
     }
   });
 
+  it('refuses a filename or folder in metadata whose bytes are not UTF-8 with 400, rather than store another name', async () => {
+    const alice = await newUser(app);
+    // "a", the encoding of a lone surrogate (no UTF-8 form), "b"; the folder with a leading "/"
+    const notUtf8 = (...prefix: number[]) => Buffer.from([...prefix, 0x61, 0xed, 0xa0, 0x80, 0x62]).toString('base64');
+    for (const [metadata, code] of [[`filename ${notUtf8()}`, 'invalid_name'], [`filename ${Buffer.from('ok.bin').toString('base64')},folder ${notUtf8(0x2f)}`, 'invalid_path']]) {
+      const answer = await tusRequest(alice, 'POST', `${app.baseUrl}/api/tus`, { 'upload-length': '10', 'upload-metadata': metadata! });
+      expect(answer.status).toBe(400);
+      expect(expectErrorBody(await answer.json()).code).toBe(code);
+    }
+  });
+
   it('answers a Tus-Resumable version it does not speak with 412 and the version it does', async () => {
     const alice = await newUser(app);
     const answer = await tusRequest(alice, 'POST', `${app.baseUrl}/api/tus`, { 'tus-resumable': '0.2.2', 'upload-length': '1' });
