@@ -5,7 +5,8 @@ import { NodeRequest, sendNodeResponse } from 'srvx/node';
 import { currentUser } from '../auth/auth.middleware.js';
 import { AppError, ERRORS, SERVICE_RETRY_AFTER_SECONDS, notFound } from '../errors.js';
 import type { TempFiles } from '../storage/temp-file.js';
-import { FILE_ID_HEADER, FILE_METADATA_KEY, SERVER_METADATA_KEYS, USER_HEADER, type TusEndpoint } from '../upload/tus-endpoint.js';
+import { FILE_ID_HEADER, USER_HEADER, type TusEndpoint } from '../upload/tus-endpoint.js';
+import { clientMetadata } from '../upload/tus-metadata.js';
 
 const CHECKSUM_MISMATCH = 460;
 
@@ -106,20 +107,6 @@ function piecesAsWebStream(source: Readable): ReadableStream<Uint8Array> {
     },
     { highWaterMark: BODY_HIGH_WATER_MARK, size: (piece) => piece.byteLength },
   );
-}
-
-/**
- * An Upload-Metadata value (comma-separated `key base64value` pairs) as the client sent it: without the
- * server's own pairs. The linked file's id is shown as a header instead.
- */
-function clientMetadata(metadata: string): { metadata: string; fileId: string | null } {
-  let fileId: string | null = null;
-  const pairs = metadata.split(',').filter((pair) => {
-    const [key, value = ''] = pair.trim().split(' ');
-    if (key === FILE_METADATA_KEY) fileId = Buffer.from(value, 'base64').toString();
-    return !SERVER_METADATA_KEYS.includes(key!);
-  });
-  return { metadata: pairs.join(','), fileId };
 }
 
 /** The error codes of tus's own refusals, by status. */

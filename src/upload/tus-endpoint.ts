@@ -10,20 +10,10 @@ import { nameProblem, normalizeFolder } from '../files/names.js';
 import type { TempFiles } from '../storage/temp-file.js';
 import type { PrefixHashers } from './prefix-hasher.js';
 import { TUS_ID, TusFileStore } from './tus-file-store.js';
+import { FILE_METADATA_KEY, OWNER_METADATA_KEY, SERVER_METADATA_KEYS, SHA1_METADATA_KEY, notUtf8 } from './tus-metadata.js';
 
 /** Set by our HTTP layer after authentication (any client-sent value is overwritten). */
 export const USER_HEADER = 'x-filestore-user';
-/** The metadata key under which an upload's owner is kept with it (set by us; never shown to clients). */
-const OWNER_METADATA_KEY = 'userId';
-/** The metadata key under which a linked upload keeps its file's id (set by us; shown as FILE_ID_HEADER). */
-export const FILE_METADATA_KEY = 'fileId';
-/**
- * The metadata key under which a complete upload keeps the SHA-1 computed from its bytes (set by us),
- * so linking again after a refusal (a name taken) does not hash every byte again.
- */
-const SHA1_METADATA_KEY = 'contentSha1';
-/** The server's own metadata keys: whatever a client sends under them is not kept, and HEAD hides them. */
-export const SERVER_METADATA_KEYS: readonly string[] = [OWNER_METADATA_KEY, FILE_METADATA_KEY, SHA1_METADATA_KEY];
 /** The header naming the file a finished upload became (on the finishing request and on HEAD). */
 export const FILE_ID_HEADER = 'Filestore-File-Id';
 const TUS_PATH = '/api/tus';
@@ -39,25 +29,6 @@ export interface TusEndpointDeps {
   temp: TempFiles;
   hashers: PrefixHashers;
   logger: Logger;
-}
-
-const UTF8 = new TextDecoder('utf-8', { fatal: true });
-
-/**
- * The first of `keys` whose base64 value in an Upload-Metadata header is not UTF-8. @tus/server decodes
- * such bytes to U+FFFD, so the name stored would not be the name sent; it is refused instead.
- */
-function notUtf8(header: string, keys: string[]): string | undefined {
-  for (const pair of header.split(',')) {
-    const [key, value = ''] = pair.trim().split(' ');
-    if (!keys.includes(key!)) continue;
-    try {
-      UTF8.decode(Buffer.from(value, 'base64'));
-    } catch {
-      return key;
-    }
-  }
-  return undefined;
 }
 
 /** A JSON error in the shape @tus/server sends for errors thrown from its hooks. */
