@@ -35,6 +35,12 @@ export class BlobsRepository {
     return Number(id);
   }
 
+  /** Points an available row at another file of its bytes, unless it changed meanwhile; true when it did. */
+  async relocate(trx: Knex, id: number, from: string, to: string, now: number): Promise<boolean> {
+    const changed = await trx('files').where({ id, location: from, status: 'available' }).update({ location: to, updated_at: now });
+    return changed === 1;
+  }
+
   /** Points a row that is not available at fresh bytes, unless it changed meanwhile; true when it did. */
   async revive(trx: Knex, row: BlobRow, tier: Tier, location: string, now: number): Promise<boolean> {
     const changed = await trx('files')

@@ -62,7 +62,13 @@ export class ContentStore {
       const existing = await this.findBySha1(sha1);
       if (existing?.status === 'available') {
         // keepAdopted may have made this very file the stored copy (another completion adopted it): it stays
-        if (existing.location !== location) await landing.remove(location);
+        if (existing.location === location) return existing.id;
+        // The row's own file may be the one this recovery claimed: a store adopts its file before it
+        // inserts its row, and a recovery of the same content in between takes it for an orphan (as a
+        // second recovery takes the first's). Then this file is the row's bytes, not a duplicate.
+        const healed = existing.tier === landing.tier && !(await landing.holds(existing.location)) &&
+          (await db.write(null, (knex) => blobs.relocate(knex, existing.id, existing.location, location, now)));
+        if (!healed) await landing.remove(location);
         return existing.id;
       }
       if (existing) {

@@ -33,6 +33,13 @@ export class LocalBlobStore implements LandingStore {
     return location;
   }
 
+  async holds(location: string): Promise<boolean> {
+    return fsp.access(this.resolve(location)).then(
+      () => true,
+      () => false,
+    );
+  }
+
   async findAdopted(sha1: string): Promise<Array<{ location: string; size: number }>> {
     const dir = `${sha1.slice(0, 2)}/${sha1.slice(2, 4)}`;
     const names = await fsp.readdir(path.join(this.root, dir)).catch((error: NodeJS.ErrnoException) => {

@@ -21,6 +21,8 @@ export interface BlobStore {
 export interface LandingStore extends BlobStore {
   /** Takes ownership of a finished local file (moved, not copied) as a blob of `sha1`; returns its location. */
   adopt(filePath: string, sha1: string): Promise<string>;
+  /** Whether the blob's file is there. */
+  holds(location: string): Promise<boolean>;
   /** The local file holding a blob, for a move to another tier. */
   pathOf(location: string): string;
   /**

@@ -47,6 +47,35 @@ describe.each(profiles)('recovering a completion next to gc (%s profile)', (prof
   });
 });
 
+describe.each(profiles)('recovering a completion next to a store of the same content (%s profile)', (profile) => {
+  const app = useApp(profile);
+
+  it("keeps the bytes when the file it claimed was a store's own, adopted just before that store's row: the row is pointed at them", async () => {
+    const { content, local, blobs, db } = app.services;
+    const bytes = randomBytes(MiB + 7);
+    const hash = sha1(bytes);
+    // a store of this content has adopted its file and is about to insert its row
+    const temp = `${app.dataDir}/tmp-${hash}`;
+    await fsp.writeFile(temp, bytes);
+    const adopted = await local.adopt(temp, hash);
+
+    // a recovery of the same content claims that file (it has no row yet); while it hashes it, the store inserts its row
+    const id = await content.keepAdopted(hash, bytes.length, async () => {
+      const now = Date.now();
+      await db.write(null, (knex) => blobs.insert(knex, { sha1: hash, size: bytes.length, tier: 'local', location: adopted, status: 'available', created_at: now, updated_at: now, verified_at: now }));
+      return true;
+    });
+
+    const row = (await content.findBySha1(hash))!;
+    expect(row.id).toBe(id);
+    expect(await local.holds(row.location)).toBe(true);
+    const stream = await content.read(row);
+    const read: Buffer[] = [];
+    for await (const piece of stream) read.push(piece as Buffer);
+    expect(Buffer.concat(read).equals(bytes)).toBe(true);
+  });
+});
+
 describe.each(profiles)('collecting expired sessions next to a completion (%s profile)', (profile) => {
   const app = useApp(profile);
 
