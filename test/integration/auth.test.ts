@@ -243,8 +243,10 @@ describe.each(profiles)('auth over HTTP (%s profile)', (profile) => {
     it('refuses a request without a token with 401 JSON, whatever its body (malformed JSON included)', async () => {
       expectError(await anon.get('/api/me'), 401, 'unauthorized');
       expectError(await anon.get('/api/files'), 401, 'unauthorized');
-      const malformed = await anon.request('POST', '/api/uploads', { body: '{"name":', headers: { 'content-type': 'application/json' } });
-      expectError(malformed, 401, 'unauthorized');
+      for (const path of ['/api/uploads', '/api/auth/logout']) {
+        const malformed = await anon.request('POST', path, { body: '{"name":', headers: { 'content-type': 'application/json' } });
+        expectError(malformed, 401, 'unauthorized');
+      }
     });
 
     it.each([
