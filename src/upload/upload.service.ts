@@ -194,17 +194,14 @@ export class UploadService {
     const expired = await this.deps.uploads.listExpired(now, 100);
     let collected = 0;
     for (const session of expired) {
-      if (session.state !== 'verifying') {
+      // A completion that began before the expiry owns its bytes until it ends (or its holder died):
+      // asked whatever state was listed, since it may have begun verifying after the listing.
+      const hold = await this.deps.verifiers.tryAcquire(session.id);
+      if (!hold) continue;
+      try {
         await this.discard(session.id);
-      } else {
-        // a completion that began before the expiry owns its bytes until it ends (or its holder died)
-        const hold = await this.deps.verifiers.tryAcquire(session.id);
-        if (!hold) continue;
-        try {
-          await this.discard(session.id);
-        } finally {
-          await hold.release();
-        }
+      } finally {
+        await hold.release();
       }
       collected += 1;
     }

@@ -79,6 +79,17 @@ describe.each(profiles)('recovering a completion next to a store of the same con
 describe.each(profiles)('collecting expired sessions next to a completion (%s profile)', (profile) => {
   const app = useApp(profile);
 
+  it('leaves an expired session alone while its verification is held, even if it was listed before it began verifying', async () => {
+    const alice = await newUser(app);
+    const created = await alice.post('/api/uploads', { name: 'listed.bin', size: MiB, chunkSize: MiB });
+    const id = created.json.uploadId as string;
+    // the collection's listing saw "receiving"; the completion took the lock right after
+    const hold = (await app.services.verifiers.tryAcquire(id))!;
+    await app.services.uploads.collectExpired(Date.now() + app.services.config.UPLOAD_TTL_SECONDS * 1000 + 1000);
+    expect(await app.services.db.primary('upload_sessions').where({ id })).toHaveLength(1);
+    await hold.release();
+  });
+
   it('leaves an expired session alone while its verification is held, and collects it once the holder lets go', async () => {
     const alice = await newUser(app);
     const bytes = randomBytes(MiB + 1);
