@@ -53,9 +53,10 @@ export function buildApp(services: Services, metrics = new Metrics(() => service
 
 /**
  * Uploads of many GiB take minutes: no whole-request timeout. A connection that carries no byte either
- * way for IDLE_TIMEOUT_SECONDS is closed instead (nginx's client_body_timeout is 60 s too): a stalled
- * request body held its socket, and the 1 MiB buffer its upload had taken, for as long as the client
- * liked, and anyone could open many.
+ * way for IDLE_TIMEOUT_SECONDS is closed instead: a stalled request body held its socket, and the 1 MiB
+ * buffer its upload had taken, for as long as the client liked, and anyone could open many. (Not
+ * nginx's 60 s: a finishing tus request may wait 30 s for its lock and then hash up to 64 GiB, ~50 s,
+ * before it answers.)
  */
 export function applyTimeouts(server: Server, config: Config): void {
   server.requestTimeout = 0;

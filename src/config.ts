@@ -32,7 +32,7 @@ const schema = z.object({
   MAX_UPLOAD_BYTES: positiveInt.default(64 * 1024 ** 3),
   UPLOAD_TTL_SECONDS: positiveInt.default(24 * 3600),
   TUS_LOCK_TIMEOUT_SECONDS: positiveInt.default(30),
-  IDLE_TIMEOUT_SECONDS: positiveInt.default(60),
+  IDLE_TIMEOUT_SECONDS: positiveInt.default(120),
   DEDUPE_SCOPE: z.enum(['global', 'user']).default('global'),
   GC_GRACE_SECONDS: positiveInt.default(3600),
   GC_INTERVAL_SECONDS: positiveInt.default(300),
