@@ -1,22 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Cache } from '../../src/cache/cache.js';
 import { MemoryCache } from '../../src/cache/cache.memory.js';
 import { RedisCache } from '../../src/cache/cache.redis.js';
-import { SERVICE_DEFAULTS, servicesAvailable } from '../support/services.js';
+import { scratchRedis, servicesAvailable } from '../support/services.js';
 
 async function openCluster(): Promise<{ cache: Cache; close(): Promise<void> }> {
-  const redis = new Redis(SERVICE_DEFAULTS.REDIS_URL);
-  const prefix = `filestore-test-${randomUUID()}:`;
-  return {
-    cache: new RedisCache(redis, prefix),
-    close: async () => {
-      const keys = await redis.keys(`${prefix}*`);
-      if (keys.length > 0) await redis.del(...keys);
-      redis.disconnect();
-    },
-  };
+  const { redis, prefix, close } = scratchRedis();
+  return { cache: new RedisCache(redis, prefix), close };
 }
 
 const redisUp = await servicesAvailable('cache contract (cluster)', ['redis']);

@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Database } from '../../src/db/database.js';
@@ -11,7 +10,7 @@ import { migrateToLatest } from '../../src/db/migrate.js';
 import type { ChunkClaim, ChunkTracker } from '../../src/upload/chunk-tracker.js';
 import { RedisChunkTracker } from '../../src/upload/chunk-tracker.redis.js';
 import { SqlChunkTracker } from '../../src/upload/chunk-tracker.sql.js';
-import { SERVICE_DEFAULTS, servicesAvailable } from '../support/services.js';
+import { scratchRedis, servicesAvailable } from '../support/services.js';
 
 interface Opened {
   tracker: ChunkTracker;
@@ -31,17 +30,12 @@ async function openEmbedded(): Promise<Opened> {
 }
 
 async function openCluster(): Promise<Opened> {
-  const redis = new Redis(SERVICE_DEFAULTS.REDIS_URL);
-  const prefix = `filestore-test-${randomUUID()}:`;
+  const { redis, prefix, close } = scratchRedis();
   return {
     tracker: new RedisChunkTracker(redis, prefix),
     withLease: (leaseMs) => new RedisChunkTracker(redis, prefix, leaseMs),
     claimElsewhere: async (uploadId, index, leaseMs) => void (await redis.set(`${prefix}upload:${uploadId}:chunks:${index}:writer`, 'another-process', 'PX', leaseMs)),
-    close: async () => {
-      const keys = await redis.keys(`${prefix}*`);
-      if (keys.length > 0) await redis.del(...keys);
-      redis.disconnect();
-    },
+    close,
   };
 }
 

@@ -1,17 +1,15 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import fsp from 'node:fs/promises';
-import http from 'node:http';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { UploadStaging } from '../../src/upload/staging.js';
 import { buildProcessors } from '../../workers/processors/index.js';
 import { availableProfiles, useApp, type RunningApp } from '../support/app.js';
-import type { ApiClient } from '../support/client.js';
 import { blobFiles, newUser, sha1 } from '../support/files.js';
 import { removeObjects } from '../support/rgw.js';
 import { createTusUpload, tusPatch } from '../support/tus.js';
 import { MiB, complete, putChunks } from '../support/uploads.js';
-import { contentOf, downloadSha1, filesHolding, sleep } from '../support/workers.js';
+import { contentOf, downloadSha1, filesHolding, sleep, uploadLarge } from '../support/workers.js';
 
 /**
  * gc's sweep of local files a kill -9 leaves behind (no row and no live upload needs them): removed once
@@ -57,34 +55,6 @@ async function presence(files: Record<string, string>): Promise<Record<string, b
   return Object.fromEntries(await Promise.all(Object.entries(files).map(async ([kind, file]) => [kind, await exists(file)])));
 }
 
-/** A form upload whose body arrives in 1 MiB pieces every 100 ms, so it is still being written while gc runs. */
-function trickleUpload(client: ApiClient, name: string, bytes: Buffer): Promise<{ status: number; json: any }> {
-  const boundary = `----filestore-trickle-${randomBytes(6).toString('hex')}`;
-  const head = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${name}"\r\nContent-Type: application/octet-stream\r\n\r\n`);
-  const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
-  return new Promise((resolve, reject) => {
-    const req = http.request(`${client.baseUrl}/api/files`, {
-      method: 'POST',
-      agent: false,
-      headers: { authorization: `Bearer ${client.token}`, 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': String(head.length + bytes.length + tail.length) },
-    }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (chunk: Buffer) => chunks.push(chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(Buffer.concat(chunks).toString() || 'null') }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.write(head);
-    void (async () => {
-      for (let offset = 0; offset < bytes.length; offset += MiB) {
-        req.write(bytes.subarray(offset, offset + MiB));
-        await sleep(100);
-      }
-      req.end(tail);
-    })();
-  });
-}
-
 describe.each(profiles)('gc sweeps local orphans (%s profile)', (profile) => {
   const app = useApp(profile, { GC_ORPHAN_GRACE_SECONDS: String(GRACE_SECONDS) });
 
@@ -103,7 +73,8 @@ describe.each(profiles)('gc sweeps local orphans (%s profile)', (profile) => {
     const tusFile = path.join(app.dataDir, 'tus', path.basename(new URL(tusUrl).pathname));
     const old = await leaveOrphans(app);
     const trickled = randomBytes(40 * MiB);
-    const live = trickleUpload(alice, 'trickled.bin', trickled);
+    // 1 MiB every 100 ms: still being written while gc runs
+    const live = uploadLarge(alice, 'trickled.bin', trickled, { pieceBytes: MiB, pauseMs: 100 });
     // awaited below; a failure before then must not leave its rejection unhandled when the app closes
     live.catch(() => undefined);
 

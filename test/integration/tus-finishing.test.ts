@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Locker } from '@tus/utils';
 import { Upload } from 'tus-js-client';
 import { describe, expect, it } from 'vitest';
-import { availableProfiles, useApp } from '../support/app.js';
+import { availableProfiles, useApp, type RunningApp } from '../support/app.js';
 import { expectErrorBody, filesUnder, newUser, sha1 } from '../support/files.js';
 import { createTusUpload, tusPatch, tusRequest } from '../support/tus.js';
 import { MiB } from '../support/uploads.js';
@@ -14,6 +14,15 @@ const profiles = await availableProfiles('tus finishing');
 type User = Awaited<ReturnType<typeof newUser>>;
 
 const headFileId = async (user: User, url: string) => (await tusRequest(user, 'HEAD', url)).headers.get('filestore-file-id');
+
+/** A tus upload holding every byte of `bytes` but not linked: its name was taken, then freed. */
+async function completeButUnlinked(app: RunningApp, user: User, name: string, bytes: Buffer): Promise<{ url: string; id: string }> {
+  const blocker = await user.upload('/api/files', { name, bytes: randomBytes(10) });
+  const url = await createTusUpload(app.baseUrl, user, bytes.length, { filename: name });
+  expect((await tusPatch(user, url, 0, bytes)).status).toBe(409);
+  expect((await user.request('DELETE', `/api/files/${blocker.json.id}`)).status).toBe(204);
+  return { url, id: new URL(url).pathname.split('/').pop()! };
+}
 
 /**
  * @tus/server runs the finish hook after letting go of the upload's lock, and again for any PATCH that
@@ -70,11 +79,8 @@ describe.each(profiles)('finishing a tus upload (%s profile)', (profile) => {
 
   it('links on HEAD an upload that holds every byte but was never linked (as after a crash before its link): a resuming tus-js-client finds its file', async () => {
     const alice = await newUser(app);
-    const blocker = await alice.upload('/api/files', { name: 'later.bin', bytes: randomBytes(10) });
     const bytes = randomBytes(MiB + 99);
-    const url = await createTusUpload(app.baseUrl, alice, bytes.length, { filename: 'later.bin' });
-    expect((await tusPatch(alice, url, 0, bytes)).status).toBe(409);
-    expect((await alice.request('DELETE', `/api/files/${blocker.json.id}`)).status).toBe(204);
+    const { url } = await completeButUnlinked(app, alice, 'later.bin', bytes);
 
     const requests: string[] = [];
     await new Promise<void>((resolve, reject) => {
@@ -112,11 +118,8 @@ describe.each(profiles)('finishing a tus upload (%s profile)', (profile) => {
 
   it('links one file when several empty PATCHes finish the same upload at once', async () => {
     const alice = await newUser(app);
-    const blocker = await alice.upload('/api/files', { name: 'race.bin', bytes: randomBytes(10) });
     const bytes = randomBytes(MiB + 1);
-    const url = await createTusUpload(app.baseUrl, alice, bytes.length, { filename: 'race.bin' });
-    expect((await tusPatch(alice, url, 0, bytes)).status).toBe(409);
-    expect((await alice.request('DELETE', `/api/files/${blocker.json.id}`)).status).toBe(204);
+    const { url } = await completeButUnlinked(app, alice, 'race.bin', bytes);
 
     const answers = await Promise.all(Array.from({ length: 4 }, () => tusPatch(alice, url, bytes.length, Buffer.alloc(0))));
     expect(answers.map((answer) => answer.status)).toEqual([204, 204, 204, 204]);
@@ -145,14 +148,6 @@ describe.each(profiles)('finishing a tus upload (%s profile)', (profile) => {
 describe.each(profiles)('linking a complete tus upload on HEAD, at the edges (%s profile)', (profile) => {
   const app = useApp(profile, { UPLOAD_TTL_SECONDS: '3', TUS_LOCK_TIMEOUT_SECONDS: '1' });
 
-  /** A tus upload holding every byte of `bytes` but not linked: its name was taken, then freed. */
-  async function completeButUnlinked(user: User, name: string, bytes: Buffer): Promise<{ url: string; id: string }> {
-    const blocker = await user.upload('/api/files', { name, bytes: randomBytes(10) });
-    const url = await createTusUpload(app.baseUrl, user, bytes.length, { filename: name });
-    expect((await tusPatch(user, url, 0, bytes)).status).toBe(409);
-    expect((await user.request('DELETE', `/api/files/${blocker.json.id}`)).status).toBe(204);
-    return { url, id: new URL(url).pathname.split('/').pop()! };
-  }
   const holdLock = async (id: string) => {
     const holder = (app.services.tus.server.options.locker as Locker).newLock(id);
     await holder.lock(new AbortController().signal, () => {});
@@ -162,7 +157,7 @@ describe.each(profiles)('linking a complete tus upload on HEAD, at the edges (%s
   it('answers HEAD 423 when another request holds the upload past the lock timeout, and links once it lets go', async () => {
     const alice = await newUser(app);
     const bytes = randomBytes(MiB);
-    const { url, id } = await completeButUnlinked(alice, 'held.bin', bytes);
+    const { url, id } = await completeButUnlinked(app, alice, 'held.bin', bytes);
     const holder = await holdLock(id);
     expect((await tusRequest(alice, 'HEAD', url)).status).toBe(423);
     await holder.unlock();
@@ -172,7 +167,7 @@ describe.each(profiles)('linking a complete tus upload on HEAD, at the edges (%s
 
   it('answers HEAD 404 when the upload is removed while HEAD waits to link it', async () => {
     const alice = await newUser(app);
-    const { url, id } = await completeButUnlinked(alice, 'removed.bin', randomBytes(MiB));
+    const { url, id } = await completeButUnlinked(app, alice, 'removed.bin', randomBytes(MiB));
     const holder = await holdLock(id);
     const head = tusRequest(alice, 'HEAD', url);
     await new Promise((resolve) => setTimeout(resolve, 200));
@@ -184,7 +179,7 @@ describe.each(profiles)('linking a complete tus upload on HEAD, at the edges (%s
 
   it('links nothing on HEAD once the upload has expired', async () => {
     const alice = await newUser(app);
-    const { url } = await completeButUnlinked(alice, 'late.bin', randomBytes(MiB));
+    const { url } = await completeButUnlinked(app, alice, 'late.bin', randomBytes(MiB));
     await new Promise((resolve) => setTimeout(resolve, 3100));
     expect([404, 410]).toContain((await tusRequest(alice, 'HEAD', url)).status);
     expect((await alice.get('/api/files')).json.files).toEqual([]);

@@ -1,5 +1,6 @@
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
 import mysql from 'mysql2/promise';
 
 /** Where `make services` puts the real services; overridable with the same variables the app reads. */
@@ -75,6 +76,21 @@ export async function createScratchDatabase(): Promise<{ primaryUrl: string; rep
       const conn = await mysql.createConnection(SERVICE_DEFAULTS.DB_PRIMARY_URL);
       await conn.query(`DROP DATABASE IF EXISTS \`${name}\``);
       await conn.end();
+    },
+  };
+}
+
+/** A connection to the test Redis with a key prefix of its own; close() removes its keys and disconnects. */
+export function scratchRedis(): { redis: Redis; prefix: string; close(): Promise<void> } {
+  const redis = new Redis(SERVICE_DEFAULTS.REDIS_URL);
+  const prefix = `filestore-test-${randomBytes(8).toString('hex')}:`;
+  return {
+    redis,
+    prefix,
+    async close() {
+      const keys = await redis.keys(`${prefix}*`);
+      if (keys.length > 0) await redis.del(...keys);
+      redis.disconnect();
     },
   };
 }

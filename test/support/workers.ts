@@ -63,9 +63,15 @@ export async function downloadSha1(client: ApiClient, userFileId: string): Promi
 
 /**
  * POST /api/files of a large file through node:http on a connection of its own, the body streamed from
- * `bytes` without copying it into a FormData (fetch would, and would reuse a keep-alive socket).
+ * `bytes` without copying it into a FormData (fetch would, and would reuse a keep-alive socket), in
+ * pieces of `pieceBytes` with `pauseMs` between them (a slow client whose body is still arriving).
  */
-export function uploadLarge(client: ApiClient, name: string, bytes: Buffer): Promise<{ status: number; json: any }> {
+export function uploadLarge(
+  client: ApiClient,
+  name: string,
+  bytes: Buffer,
+  { pieceBytes = 4 * 1024 * 1024, pauseMs = 0 }: { pieceBytes?: number; pauseMs?: number } = {},
+): Promise<{ status: number; json: any }> {
   const boundary = `----filestore-large-${Math.random().toString(36).slice(2)}`;
   const head = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="${name}"\r\nContent-Type: application/octet-stream\r\n\r\n`);
   const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
@@ -90,8 +96,13 @@ export function uploadLarge(client: ApiClient, name: string, bytes: Buffer): Pro
     );
     req.on('error', reject);
     req.write(head);
-    for (let offset = 0; offset < bytes.length; offset += 4 * 1024 * 1024) req.write(bytes.subarray(offset, offset + 4 * 1024 * 1024));
-    req.end(tail);
+    void (async () => {
+      for (let offset = 0; offset < bytes.length; offset += pieceBytes) {
+        req.write(bytes.subarray(offset, offset + pieceBytes));
+        if (pauseMs > 0) await sleep(pauseMs);
+      }
+      req.end(tail);
+    })();
   });
 }
 
