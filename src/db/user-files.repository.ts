@@ -43,8 +43,13 @@ export class UserFilesRepository {
     await trx('user_files').insert(row);
   }
 
-  findAvailable(userId: string, id: string): Promise<UserFileWithBlob | undefined> {
-    return this.db.read(userId, (db) => withBlob(db).where({ 'uf.id': id, 'uf.user_id': userId, 'uf.status': 'available' }).first());
+  /**
+   * The user's available file with its content. `onPrimary` reads past a lagging replica: for a caller
+   * that just found the replica's answer out of date (content moved between tiers since).
+   */
+  findAvailable(userId: string, id: string, { onPrimary = false } = {}): Promise<UserFileWithBlob | undefined> {
+    const query = (db: Knex) => withBlob(db).where({ 'uf.id': id, 'uf.user_id': userId, 'uf.status': 'available' }).first();
+    return onPrimary ? this.db.readPrimary(query) : this.db.read(userId, query);
   }
 
   findByPath(trx: Knex, userId: string, folder: string, name: string): Promise<UserFileWithBlob | undefined> {

@@ -132,11 +132,12 @@ export class FileService {
 
   /**
    * The file and a stream of its bytes (or of `range`) from whichever tier holds them. A move between
-   * tiers may delete the local copy between reading the row and opening it: then the row is read again.
+   * tiers may delete the local copy between reading the row and opening it: then the row is read again,
+   * on the primary, as a lagging replica may still hold the row from before the move.
    */
   async open(userId: string, id: string, range?: ByteRange): Promise<{ file: FileView; body: Readable }> {
     for (let attempt = 0; ; attempt++) {
-      const row = await this.find(userId, id);
+      const row = await this.find(userId, id, { onPrimary: attempt > 0 });
       if (row.blob_status === 'corrupt') throw new AppError('corrupt');
       try {
         return { file: toFileView(row), body: await this.deps.content.read(row, range) };
@@ -181,8 +182,8 @@ export class FileService {
     if (!isId(id) || !(await this.deps.userFiles.softDelete(userId, id, Date.now()))) throw notFound();
   }
 
-  private async find(userId: string, id: string): Promise<UserFileWithBlob> {
-    const row = isId(id) ? await this.deps.userFiles.findAvailable(userId, id) : undefined;
+  private async find(userId: string, id: string, options?: { onPrimary: boolean }): Promise<UserFileWithBlob> {
+    const row = isId(id) ? await this.deps.userFiles.findAvailable(userId, id, options) : undefined;
     if (!row) throw notFound();
     return row;
   }
