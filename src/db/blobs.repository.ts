@@ -25,10 +25,6 @@ export class BlobsRepository {
     return trx<BlobRow>('files').where({ sha1 }).first();
   }
 
-  findById(userId: string, id: number): Promise<BlobRow | undefined> {
-    return this.db.read(userId, (db) => db<BlobRow>('files').where({ id }).first());
-  }
-
   /** Inserts the content row; on a concurrent insert of the same sha1 the unique key answers. */
   async insert(trx: Knex, blob: Omit<BlobRow, 'id'>): Promise<number> {
     const [id] = await trx('files').insert(blob);

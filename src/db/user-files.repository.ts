@@ -83,7 +83,6 @@ export class UserFilesRepository {
     });
   }
 
-  /** Whether the user has an available file with this content (for DEDUPE_SCOPE=user). */
   /** Whether the user has an available file of this content (by its sha1: whether or not it is stored). */
   async ownsContent(userId: string, sha1: string): Promise<boolean> {
     const row = await this.db.readPrimary((db) =>
