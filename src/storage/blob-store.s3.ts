@@ -49,7 +49,9 @@ function createS3Client(options: S3Options): S3Client {
 
 /**
  * Blobs as objects in one bucket (the Ceph tier, through RGW's S3 API). Keys carry the `files` row id
- * (`blobs/<sha1>/<id>`), so removing an old object never hits a newer copy of the same content.
+ * and the tag of the local landing they were copied from (`blobs/<sha1>/<id>.<tag>`): a revived row
+ * lands again under the same id, so the id alone would let a late delete of its previous object (gc
+ * collecting it, its old transfer cleaning up) remove the new one.
  */
 export class S3BlobStore implements ArchiveStore {
   readonly tier = 's3' as const;

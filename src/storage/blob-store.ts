@@ -30,6 +30,11 @@ export interface LandingStore extends BlobStore {
    * between adopting its bytes and recording them is among them.
    */
   findAdopted(sha1: string): Promise<Array<{ location: string; size: number }>>;
+  /**
+   * What tells this landing apart from every other landing of the same content, past and future (a
+   * location is never handed out twice): a copy on another tier carries it in its key.
+   */
+  landingTag(location: string): string;
 }
 
 /** The tier blobs are moved to: it stores a local file and proves it holds exactly those bytes. */

@@ -9,7 +9,7 @@ import { blobFiles, newUser, sha1 } from '../support/files.js';
 import { removeObjects } from '../support/rgw.js';
 import { createTusUpload, tusPatch } from '../support/tus.js';
 import { MiB, complete, putChunks } from '../support/uploads.js';
-import { contentOf, downloadSha1, filesHolding, sleep, uploadLarge } from '../support/workers.js';
+import { archiveKeyOf, contentOf, downloadSha1, filesHolding, sleep, uploadLarge } from '../support/workers.js';
 
 /**
  * gc's sweep of local files a kill -9 leaves behind (no row and no live upload needs them): removed once
@@ -135,7 +135,7 @@ describe.runIf(cluster)('a transfer killed between the switch to S3 and the loca
       await transfer({ fileId: landed.id });
       await fsp.link(kept, localFile);
       await fsp.rm(kept);
-      expect(await contentOf(app, answer.json.id)).toMatchObject({ tier: 's3', location: `blobs/${landed.sha1}/${landed.id}` });
+      expect(await contentOf(app, answer.json.id)).toMatchObject({ tier: 's3', location: archiveKeyOf(landed) });
 
       // the job's retry after the kill, then gc before and after the grace
       await transfer({ fileId: landed.id });

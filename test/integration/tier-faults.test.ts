@@ -9,7 +9,7 @@ import { expectErrorBody, newUser, sha1 } from '../support/files.js';
 import { freezeGateway, multipartUploads, removeObjects, restoreGateway, s3Answers, stopGateway } from '../support/rgw.js';
 import { servicesAvailable } from '../support/services.js';
 import { MiB } from '../support/uploads.js';
-import { contentOf, downloadSha1, sample, startWorker, uploadLarge, waitFor, waitForTier, workerEnv, type WorkerProcess } from '../support/workers.js';
+import { archiveKeyOf, contentOf, downloadSha1, sample, startWorker, uploadLarge, waitFor, waitForTier, workerEnv, type WorkerProcess } from '../support/workers.js';
 
 /**
  * Faults of the cluster profile's S3 tier: a worker killed mid-transfer, a Ceph gateway that is frozen
@@ -85,7 +85,7 @@ describe.runIf(cluster)('the S3 tier under faults (cluster profile)', () => {
     // BullMQ sees the job's lock expire (lockDuration 10 s, checked every 5 s) and runs it again
     const moved = await waitForTier(app, id, 's3', 120_000);
     const recoveredInMs = Date.now() - killedAt;
-    expect(moved.location).toBe(`blobs/${hash}/${landed.id}`);
+    expect(moved.location).toBe(archiveKeyOf(landed));
     await waitFor('the local copy to go', async () => !(await fsp.stat(localFile).then(() => true, () => false)), 10_000);
     // the worker logs the move after deleting the local copy; its line may still be in the pipe
     await waitFor('the worker to log the move', async () => second.logLines().some((line) => line.msg === 'blob moved to s3'), 10_000);
@@ -113,12 +113,13 @@ describe.runIf(cluster)('the S3 tier under faults (cluster profile)', () => {
     await stopGateway({ kill: true });
     const transfers = () => events.filter((event) => event.queue === 'transfer');
     await waitFor('two failed transfer attempts', async () => transfers().filter((event) => event.outcome === 'failed').length >= 2, 30_000);
-    expect(await contentOf(app, id)).toMatchObject({ tier: 'local' });
+    const landed = await contentOf(app, id);
+    expect(landed).toMatchObject({ tier: 'local' });
     expect(await downloadSha1(alice, id)).toEqual({ status: 200, sha1: hash, size: bytes.length });
 
     await restoreGateway();
     const moved = await waitForTier(app, id, 's3', 60_000);
-    expect(moved.location).toBe(`blobs/${hash}/${moved.id}`);
+    expect(moved.location).toBe(archiveKeyOf(landed));
     // the row switches inside the processor; its attempt is reported once the processor has returned
     await waitFor('the transfer attempt to report completion', async () => transfers().at(-1)?.outcome === 'completed', 30_000);
     expect(transfers().at(-1)?.outcome).toBe('completed');

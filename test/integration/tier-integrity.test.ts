@@ -7,7 +7,7 @@ import { availableProfiles, useApp, startApp, type RunningApp } from '../support
 import { blobFiles, filesUnder, newUser, sha1 } from '../support/files.js';
 import { putObject, removeObjects } from '../support/rgw.js';
 import { MiB, complete, proofFor, putChunks, uploadChunked, type Challenge } from '../support/uploads.js';
-import { contentOf, sleep, waitFor, waitForTier } from '../support/workers.js';
+import { archiveKeyOf, contentOf, sleep, waitFor, waitForTier } from '../support/workers.js';
 
 /**
  * Collection, verification and expiry against the stored bytes: gc racing a link of the same content,
@@ -85,7 +85,7 @@ describe.each(profiles)('collection racing a link of the same content (%s profil
         fileId = completed.json.id;
       }
       const now = await contentOf(app, fileId);
-      count(`${viaProof ? 'proof' : 'upload'} ${linked.status === 201 ? 'linked' : 'refused'}, blob ${now.id === stored.id && now.location === (inS3 ? `blobs/${hash}/${stored.id}` : stored.location) ? 'kept' : 'stored again'}`);
+      count(`${viaProof ? 'proof' : 'upload'} ${linked.status === 201 ? 'linked' : 'refused'}, blob ${now.id === stored.id && now.location === (inS3 ? archiveKeyOf(stored) : stored.location) ? 'kept' : 'stored again'}`);
       expect(now).toMatchObject({ status: 'available', sha1: hash });
       expect((await bob.get(`/api/files/${fileId}/content`)).bytes.equals(bytes)).toBe(true);
     }

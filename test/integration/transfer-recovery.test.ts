@@ -6,7 +6,7 @@ import { removeObjects } from '../support/rgw.js';
 import { startRelay } from '../support/relay.js';
 import { servicesAvailable } from '../support/services.js';
 import { MiB } from '../support/uploads.js';
-import { contentOf, downloadSha1, freePort, startWorker, waitFor, waitForTier, workerEnv, type WorkerProcess } from '../support/workers.js';
+import { archiveKeyOf, contentOf, downloadSha1, freePort, startWorker, waitFor, waitForTier, workerEnv, type WorkerProcess } from '../support/workers.js';
 
 const cluster = await servicesAvailable('transfer recovery (cluster profile)', ['mariadb-pair', 'redis', 'ceph-rgw']);
 
@@ -20,7 +20,7 @@ describe.runIf(cluster)('a transfer that failed for good is carried through in t
     workers.push(started);
     return started;
   };
-  /** Uploads random bytes (not yet moved: no worker runs) and returns the user file id and its content row id. */
+  /** Uploads random bytes (not yet moved: no worker runs) and returns the user file id and its content row as it landed. */
   const upload = async (size: number) => {
     const user = await newUser(app);
     const bytes = randomBytes(size);
@@ -29,7 +29,7 @@ describe.runIf(cluster)('a transfer that failed for good is carried through in t
     expect(answer.status).toBe(201);
     const row = await contentOf(app, answer.json.id);
     expect(row.tier).toBe('local');
-    return { user, bytes, id: answer.json.id as string, fileId: row.id };
+    return { user, bytes, id: answer.json.id as string, landed: row };
   };
   /** The file ends in S3 with its exact bytes, and no blob file is left under DATA_DIR. */
   const expectMoved = async ({ user, bytes, id }: Awaited<ReturnType<typeof upload>>) => {
@@ -82,7 +82,7 @@ describe.runIf(cluster)('a transfer that failed for good is carried through in t
     // nothing else is queued for it: only gc's sweep, once the blob is older than TRANSFER_RETRY_AFTER_SECONDS
     await worker({ GC_INTERVAL_SECONDS: '2', TRANSFER_RETRY_AFTER_SECONDS: '1' });
     await expectMoved(file);
-    expect((await contentOf(app, file.id)).location).toBe(`blobs/${sha1(file.bytes)}/${file.fileId}`);
+    expect((await contentOf(app, file.id)).location).toBe(archiveKeyOf(file.landed));
     expect((await app.services.jobs.stats()).queues.transfer.failed).toBe(0);
   });
 });

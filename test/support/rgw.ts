@@ -147,8 +147,18 @@ export async function removeObjects(prefix: string): Promise<void> {
     for (const { key, uploadId } of await multipartUploads(prefix)) {
       await client.send(new AbortMultipartUploadCommand({ Bucket, Key: key, UploadId: uploadId })).catch(() => undefined);
     }
-    const listed = await client.send(new ListObjectsV2Command({ Bucket, Prefix: prefix }));
-    for (const object of listed.Contents ?? []) await client.send(new DeleteObjectCommand({ Bucket, Key: object.Key! }));
+    for (const key of await objectKeys(prefix)) await client.send(new DeleteObjectCommand({ Bucket, Key: key }));
+  } finally {
+    client.destroy();
+  }
+}
+
+/** The keys of the objects under `prefix` (the first 1000, sorted). */
+export async function objectKeys(prefix: string): Promise<string[]> {
+  const client = s3();
+  try {
+    const listed = await client.send(new ListObjectsV2Command({ Bucket: SERVICE_DEFAULTS.S3_BUCKET, Prefix: prefix }));
+    return (listed.Contents ?? []).map((object) => object.Key!);
   } finally {
     client.destroy();
   }

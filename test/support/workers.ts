@@ -41,6 +41,11 @@ export async function contentOf(app: RunningApp, userFileId: string) {
   return db('files').where({ id: link.file_id }).first() as Promise<{ id: number; sha1: string; size: number; tier: 'local' | 's3'; location: string; status: string; verified_at: number | null }>;
 }
 
+/** The S3 key a transfer gives a landing: its row id and the random tag of its local file's name. */
+export function archiveKeyOf(landed: { sha1: string; id: number; location: string }): string {
+  return `blobs/${landed.sha1}/${landed.id}.${landed.location.slice(landed.location.lastIndexOf('.') + 1)}`;
+}
+
 /** Waits until the content behind `userFileId` is on `tier`; returns its row. */
 export function waitForTier(app: RunningApp, userFileId: string, tier: 'local' | 's3', timeoutMs = 60_000) {
   return waitFor(`file ${userFileId} on tier ${tier}`, async () => {
