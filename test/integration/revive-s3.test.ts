@@ -129,4 +129,20 @@ describe.runIf(cluster)('content revived while work for its previous incarnation
     await moving;
     await expectServedFromS3(bob, second, bytes, landed.id);
   });
+
+  it('leaves no object in S3 when a transfer finds the local bytes changed, and the row stays local', { timeout: 60_000 }, async () => {
+    const { transfer } = buildProcessors(app.services);
+    const alice = await newUser(app);
+    const bytes = randomBytes(MiB + 13);
+    hashes.push(sha1(bytes));
+    const id = await upload(alice, bytes);
+    const landed = await contentOf(app, id);
+    const damaged = Buffer.from(bytes);
+    damaged[damaged.length - 1]! ^= 0xff;
+    await fsp.writeFile(app.services.local.pathOf(landed.location), damaged);
+
+    await expect(transfer({ fileId: landed.id })).rejects.toThrow(/no longer match/);
+    expect(await contentOf(app, id)).toMatchObject({ tier: 'local', location: landed.location, status: 'available' });
+    expect(await objectKeys(`blobs/${sha1(bytes)}/`)).toEqual([]);
+  });
 });

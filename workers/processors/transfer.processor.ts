@@ -30,15 +30,26 @@ export function transferProcessor({ db, blobs, local, s3, logger }: TransferDeps
     const size = Number(row.size);
     const key = `blobs/${row.sha1}/${row.id}.${local.landingTag(row.location)}`;
     const started = Date.now();
-    await s3.store(local.pathOf(row.location), key, { size, sha1: row.sha1 });
+    /** Removes our object unless a twin of this landing's job switched the row to it. */
+    const removeUnlessLive = async () => {
+      const now = await db.readPrimary((knex) => knex('files').where({ id: fileId }).first());
+      if (now?.location !== key) await s3.remove(key);
+    };
+    try {
+      await s3.store(local.pathOf(row.location), key, { size, sha1: row.sha1 });
+    } catch (error) {
+      // A copy that failed its check (the local bytes changed, the gateway stored other bytes) is no one's,
+      // and no later job writes this landing's key again once verify has marked the row corrupt: it would
+      // stay in the bucket for good. With the gateway out of reach, the retry overwrites it instead.
+      await removeUnlessLive().catch(() => undefined);
+      throw error;
+    }
     if (await blobs.switchToArchive(row.id, row.location, key, Date.now())) {
       await local.remove(row.location);
       logger.info({ fileId, size, ms: Date.now() - started }, 'blob moved to s3');
       return;
     }
-    // The row changed while we copied (collected, revived, or moved by a twin job): our object is no one's,
-    // unless a twin of this landing's job switched the row to it.
-    const now = await db.readPrimary((knex) => knex('files').where({ id: fileId }).first());
-    if (now?.location !== key) await s3.remove(key);
+    // The row changed while we copied (collected, revived, or moved by a twin job): our object is no one's.
+    await removeUnlessLive();
   };
 }
