@@ -38,7 +38,7 @@ export function gcProcessor({ blobs, tiers, collectExpiredUploads, sweepOrphans,
     const now = Date.now();
     let collected = 0;
     for (const row of await blobs.listUnreferencedSince(now - graceMs, BATCH)) {
-      if (await blobs.markDeleting(row.id, now)) {
+      if (await blobs.markDeleting(row.id, now - graceMs, now)) {
         await collect({ ...row, status: 'deleting' });
         collected += 1;
       }
