@@ -101,27 +101,27 @@ export class BlobsRepository {
   }
 
   /**
-   * Blobs no available user_files row has referenced since `before`: candidates for collection. The last
-   * reference's time is the later of the row's own updated_at (bumped by every link, and by a revive) and
-   * the newest deleted user_files row's (when it was deleted). Deleted rows stay until the blob is
-   * forgotten, so a revived blob still has its old ones: by those alone it would be collectable at once,
-   * before its reviver linked it.
+   * Blobs (available, or corrupt: bytes no one can read or link) no available user_files row has
+   * referenced since `before`: candidates for collection. The last reference's time is the later of the
+   * row's own updated_at (bumped by every link, and by a revive) and the newest deleted user_files row's
+   * (when it was deleted). Deleted rows stay until the blob is forgotten, so a revived blob still has its
+   * old ones: by those alone it would be collectable at once, before its reviver linked it.
    */
   async listUnreferencedSince(before: number, limit: number): Promise<BlobRow[]> {
     return this.db.readPrimary((db) =>
-      unreferencedSince(db, db<BlobRow>('files as f').where('f.status', 'available'), before).select('f.*').limit(limit),
+      unreferencedSince(db, db<BlobRow>('files as f').whereIn('f.status', COLLECTABLE), before).select('f.*').limit(limit),
     );
   }
 
   /**
-   * available → deleting, only while the blob is still unreferenced since `before` (a listing may be stale:
-   * linked, or collected by another run and revived, since). Checked in one statement, and a link holds the
-   * row (holdAvailable) for its whole transaction: a link and a collection of the same content can never
-   * both win.
+   * available or corrupt → deleting, only while the blob is still unreferenced since `before` (a listing
+   * may be stale: linked, or collected by another run and revived, since). Checked in one statement, and a
+   * link holds the row (holdAvailable) for its whole transaction: a link and a collection of the same
+   * content can never both win.
    */
   async markDeleting(id: number, before: number, now: number): Promise<boolean> {
     const changed = await this.db.write(null, (db) =>
-      unreferencedSince(db, db('files as f').where({ 'f.id': id, 'f.status': 'available' }), before).update({ status: 'deleting', updated_at: now }),
+      unreferencedSince(db, db('files as f').where('f.id', id).whereIn('f.status', COLLECTABLE), before).update({ status: 'deleting', updated_at: now }),
     );
     return changed === 1;
   }
@@ -151,6 +151,9 @@ export class BlobsRepository {
     });
   }
 }
+
+/** What gc may collect. A corrupt blob is kept while someone links it (their download answers 409 corrupt). */
+const COLLECTABLE: BlobStatus[] = ['available', 'corrupt'];
 
 /** Narrows `query` (over files as f) to blobs neither linked now nor linked, revived or unlinked since `before`. */
 function unreferencedSince(db: Knex, query: Knex.QueryBuilder, before: number): Knex.QueryBuilder {

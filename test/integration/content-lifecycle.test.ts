@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildProcessors } from '../../workers/processors/index.js';
 import { availableProfiles, useApp, type RunningApp } from '../support/app.js';
-import { newUser, sha1 } from '../support/files.js';
+import { blobFiles, newUser, sha1 } from '../support/files.js';
 import { KiB, MiB, uploadChunked } from '../support/uploads.js';
 import { contentOf } from '../support/workers.js';
 
@@ -19,10 +19,14 @@ type User = Awaited<ReturnType<typeof newUser>>;
 
 const HOUR = 3600_000;
 
-/** Uploads `bytes` as `name`, damages the stored copy and has the verify processor mark it corrupt. */
-async function storedCorrupt(app: RunningApp, user: User, name: string, bytes: Buffer): Promise<{ fileId: string; contentId: number }> {
+/**
+ * Uploads `bytes` as `name` (and as `alsoBy`'s file too, linked to the same content), damages the stored
+ * copy and has the verify processor mark it corrupt.
+ */
+async function storedCorrupt(app: RunningApp, user: User, name: string, bytes: Buffer, alsoBy?: User): Promise<{ fileId: string; contentId: number }> {
   const uploaded = await user.upload('/api/files', { name, bytes });
   expect(uploaded.status).toBe(201);
+  if (alsoBy) expect((await alsoBy.upload('/api/files', { name, bytes })).status).toBe(201);
   const row = await contentOf(app, uploaded.json.id);
   const damaged = Buffer.from(bytes);
   damaged[0]! ^= 0xff;
@@ -68,5 +72,28 @@ describe.each(profiles)('content lifecycle (%s profile)', (profile) => {
     } finally {
       blobs.revive = revive;
     }
+  });
+
+  it('keeps corrupt content while a file links it (409 corrupt), and collects it once the last link was deleted longer ago than the grace: no row, no blob file, no link rows left', async () => {
+    const alice = await newUser(app);
+    const bob = await newUser(app);
+    const bytes = randomBytes(300 * KiB);
+    const hash = sha1(bytes);
+    const { fileId, contentId } = await storedCorrupt(app, alice, 'rotten.bin', bytes, bob);
+    const bobs = (await bob.get('/api/files')).json.files[0].id as string;
+    const { gc } = buildProcessors(app.services);
+    const longAgo = async () => app.services.db.primary('files').where({ id: contentId }).update({ updated_at: Date.now() - 2 * HOUR });
+
+    await deletedLongAgo(app, alice, fileId, 2 * HOUR);
+    await longAgo();
+    await gc({});
+    expect((await contentOf(app, bobs)).status).toBe('corrupt');
+    expect((await bob.get(`/api/files/${bobs}/content`)).json?.error?.code).toBe('corrupt');
+
+    await deletedLongAgo(app, bob, bobs, 2 * HOUR);
+    await gc({});
+    expect(await app.services.db.primary('files').where({ sha1: hash }).first()).toBeUndefined();
+    expect(await app.services.db.primary('user_files').where({ file_id: contentId }).first()).toBeUndefined();
+    expect((await blobFiles(app)).filter((file) => file.includes(hash))).toEqual([]);
   });
 });
