@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { buildProcessors } from '../../workers/processors/index.js';
 import { availableProfiles, useApp, type RunningApp } from '../support/app.js';
 import { blobFiles, newUser, sha1 } from '../support/files.js';
-import { KiB, MiB, uploadChunked } from '../support/uploads.js';
+import { KiB, MiB, complete, putChunks, uploadChunked } from '../support/uploads.js';
 import { contentOf } from '../support/workers.js';
 
 /**
@@ -95,5 +95,21 @@ describe.each(profiles)('content lifecycle (%s profile)', (profile) => {
     expect(await app.services.db.primary('files').where({ sha1: hash }).first()).toBeUndefined();
     expect(await app.services.db.primary('user_files').where({ file_id: contentId }).first()).toBeUndefined();
     expect((await blobFiles(app)).filter((file) => file.includes(hash))).toEqual([]);
+  });
+
+  it('heals corrupt content when its owner uploads the good bytes again under the same name: the create asks for chunks (not "existing"), and the file downloads exactly', async () => {
+    const alice = await newUser(app);
+    const bytes = randomBytes(MiB + 5);
+    const { fileId, contentId } = await storedCorrupt(app, alice, 'photo.bin', bytes);
+
+    const created = await alice.post('/api/uploads', { name: 'photo.bin', size: bytes.length, sha1: sha1(bytes) });
+    expect({ status: created.status, mode: created.json.mode }).toEqual({ status: 201, mode: 'chunks' });
+    await putChunks(alice, created.json.uploadId, bytes, created.json.chunkSize, [...Array(created.json.chunkCount).keys()]);
+    const completed = await complete(alice, created.json.uploadId);
+    expect({ status: completed.status, id: completed.json.id }).toEqual({ status: 201, id: fileId });
+    const download = await alice.get(`/api/files/${fileId}/content`);
+    expect(download.status).toBe(200);
+    expect(download.bytes.equals(bytes)).toBe(true);
+    expect(await contentOf(app, fileId)).toMatchObject({ id: contentId, status: 'available' });
   });
 });
