@@ -101,31 +101,27 @@ export class BlobsRepository {
   }
 
   /**
-   * Blobs no available user_files row has referenced since `before`: candidates for collection. The
-   * last reference's time is its row's updated_at (when it was deleted), or the blob's own.
+   * Blobs (available, or corrupt: bytes no one can read or link) no available user_files row has
+   * referenced since `before`: candidates for collection. The last reference's time is the later of the
+   * row's own updated_at (bumped by every link, and by a revive) and the newest deleted user_files row's
+   * (when it was deleted). Deleted rows stay until the blob is forgotten, so a revived blob still has its
+   * old ones: by those alone it would be collectable at once, before its reviver linked it.
    */
   async listUnreferencedSince(before: number, limit: number): Promise<BlobRow[]> {
     return this.db.readPrimary((db) =>
-      db<BlobRow>('files as f')
-        .where('f.status', 'available')
-        .whereNotExists((q) => q.select(db.raw('1')).from('user_files as a').whereRaw('a.file_id = f.id').where('a.status', 'available'))
-        .where(db.raw('coalesce((select max(d.updated_at) from user_files d where d.file_id = f.id), f.updated_at)'), '<', before)
-        .select('f.*')
-        .limit(limit),
+      unreferencedSince(db, db<BlobRow>('files as f').whereIn('f.status', COLLECTABLE), before).select('f.*').limit(limit),
     );
   }
 
   /**
-   * available → deleting, only while no available user_files row references the blob. Checked in one
-   * statement, and a link holds the row (holdAvailable) for its whole transaction: a link and a
-   * collection of the same content can never both win.
+   * available or corrupt → deleting, only while the blob is still unreferenced since `before` (a listing
+   * may be stale: linked, or collected by another run and revived, since). Checked in one statement, and a
+   * link holds the row (holdAvailable) for its whole transaction: a link and a collection of the same
+   * content can never both win.
    */
-  async markDeleting(id: number, now: number): Promise<boolean> {
+  async markDeleting(id: number, before: number, now: number): Promise<boolean> {
     const changed = await this.db.write(null, (db) =>
-      db('files')
-        .where({ id, status: 'available' })
-        .whereNotExists((q) => q.select(db.raw('1')).from('user_files').where('user_files.file_id', id).where('user_files.status', 'available'))
-        .update({ status: 'deleting', updated_at: now }),
+      unreferencedSince(db, db('files as f').where('f.id', id).whereIn('f.status', COLLECTABLE), before).update({ status: 'deleting', updated_at: now }),
     );
     return changed === 1;
   }
@@ -154,4 +150,17 @@ export class BlobsRepository {
       await trx('files').where({ id: row.id }).delete();
     });
   }
+}
+
+/** What gc may collect. A corrupt blob is kept while someone links it (their download answers 409 corrupt). */
+const COLLECTABLE: BlobStatus[] = ['available', 'corrupt'];
+
+/** Narrows `query` (over files as f) to blobs neither linked now nor linked, revived or unlinked since `before`. */
+function unreferencedSince(db: Knex, query: Knex.QueryBuilder, before: number): Knex.QueryBuilder {
+  return query
+    .where('f.updated_at', '<', before)
+    .whereNotExists((q) =>
+      q.select(db.raw('1')).from('user_files as uf').whereRaw('uf.file_id = f.id')
+        .where((recent) => recent.where('uf.status', 'available').orWhere('uf.updated_at', '>=', before)),
+    );
 }

@@ -56,8 +56,11 @@ export class UploadService {
       sha1 === undefined ? undefined : this.deps.uploads.findOpen(userId, { sha1, folder, name, size }, Date.now()),
       sha1 === undefined ? undefined : this.provableContent(userId, sha1, size),
     ]);
-    if (taken) {
-      if (sha1 !== undefined && taken.sha1 === sha1) return { status: 200, body: { ...(await this.deps.files.get(userId, taken.id)), mode: 'existing' } };
+    // The same content under this name is nothing to do, unless its stored bytes failed verification:
+    // then this upload is what heals them (completion revives the content and answers the same file).
+    const healing = taken !== undefined && taken.sha1 === sha1 && taken.blob_status === 'corrupt';
+    if (taken && !healing) {
+      if (taken.sha1 === sha1) return { status: 200, body: { ...(await this.deps.files.get(userId, taken.id)), mode: 'existing' } };
       throw new AppError('name_conflict');
     }
     if (open) return this.answer(open.mode === 'proof' ? await this.freshChallenge(userId, open) : open);

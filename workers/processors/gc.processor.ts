@@ -21,7 +21,7 @@ export interface GcDeps {
 const BATCH = 200;
 
 /**
- * Collects blobs no user has referenced for the grace period: available → deleting (refused if a link
+ * Collects blobs no user has referenced for the grace period (corrupt ones too): → deleting (refused if a link
  * got there first), then the bytes go, then the row. A crash in between leaves a `deleting` row that the
  * next run finishes. Expired upload sessions go too, and the parts of multipart uploads to S3 that a
  * killed worker left behind (its job's retry starts a new upload; the old parts would stay forever), and
@@ -38,7 +38,7 @@ export function gcProcessor({ blobs, tiers, collectExpiredUploads, sweepOrphans,
     const now = Date.now();
     let collected = 0;
     for (const row of await blobs.listUnreferencedSince(now - graceMs, BATCH)) {
-      if (await blobs.markDeleting(row.id, now)) {
+      if (await blobs.markDeleting(row.id, now - graceMs, now)) {
         await collect({ ...row, status: 'deleting' });
         collected += 1;
       }
