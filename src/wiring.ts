@@ -174,7 +174,7 @@ export async function openServices(config: Config, logger: Logger, role: Role = 
   const uploadsRepo = new UploadsRepository(db);
   const staging = new UploadStaging(config.DATA_DIR);
   const uploads = new UploadService({
-    db, uploads: uploadsRepo, blobs, userFiles, files, tracker, verifiers, staging, hashers, cache,
+    db, uploads: uploadsRepo, blobs, userFiles, files, tracker, verifiers, staging, hashers,
     ttlSeconds: config.UPLOAD_TTL_SECONDS, dedupeScope: config.DEDUPE_SCOPE,
   });
   const completion = new UploadCompletion({

@@ -9,12 +9,6 @@ interface Window {
 export class MemoryCache implements Cache {
   private readonly windows = new Map<string, Window>();
 
-  async peek(key: string) {
-    const now = Date.now();
-    const window = this.live(key, now);
-    return window ? { count: window.count, retryAfterSeconds: secondsLeft(window, now) } : { count: 0, retryAfterSeconds: 0 };
-  }
-
   async take(key: string, limit: number, windowSeconds: number) {
     // check and count with no await in between: no other request can run between them
     const now = Date.now();

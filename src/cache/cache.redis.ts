@@ -17,15 +17,6 @@ export class RedisCache implements Cache {
     private readonly prefix: string,
   ) {}
 
-  async peek(key: string) {
-    const fullKey = this.prefix + key;
-    // one command on the common path (no count yet); the time left is asked only for a live count
-    const value = await this.redis.get(fullKey);
-    if (value === null) return { count: 0, retryAfterSeconds: 0 };
-    const ttlMs = await this.redis.pttl(fullKey);
-    return { count: Number(value), retryAfterSeconds: Math.max(1, Math.ceil(ttlMs / 1000)) };
-  }
-
   async take(key: string, limit: number, windowSeconds: number) {
     const [taken, ttlMs] = (await this.redis.eval(TAKE, 1, this.prefix + key, limit, windowSeconds)) as [number, number];
     return { taken: taken === 1, retryAfterSeconds: Math.max(1, Math.ceil(ttlMs / 1000)) };

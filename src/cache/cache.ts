@@ -1,6 +1,5 @@
 /** Short-lived shared counters (login and proof throttling). Memory in embedded, Redis in cluster. */
 export interface Cache {
-  peek(key: string): Promise<{ count: number; retryAfterSeconds: number }>;
   /**
    * Takes one of `limit` attempts in `key`'s window (the first one taken starts it), checking and
    * counting in one atomic step, so requests in parallel can never take more than `limit` between them.

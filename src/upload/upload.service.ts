@@ -8,8 +8,7 @@ import { AppError, notFound } from '../errors.js';
 import type { FileService, FileView } from '../files/file.service.js';
 import { missingChunks, type ChunkClaim, type ChunkTracker } from './chunk-tracker.js';
 import type { PrefixHashers } from './prefix-hasher.js';
-import { CHALLENGE_TTL_MS, MAX_WRONG_PROOFS, PROOF_MIN_SIZE, makeChallenge, proofThrottleKey, type Challenge } from './proof.js';
-import type { Cache } from '../cache/cache.js';
+import { CHALLENGE_TTL_MS, PROOF_MIN_SIZE, makeChallenge, type Challenge } from './proof.js';
 import type { UploadStaging } from './staging.js';
 import type { VerificationLock } from './verification-lock.js';
 import { isId } from '../ids.js';
@@ -31,7 +30,6 @@ export interface UploadServiceDeps {
   verifiers: VerificationLock;
   staging: UploadStaging;
   hashers: PrefixHashers;
-  cache: Cache;
   ttlSeconds: number;
   dedupeScope: 'global' | 'user';
 }
@@ -225,19 +223,19 @@ export class UploadService {
   }
 
   /**
-   * Stored content the user may link by proof: same size, ≥ 1 MiB, available, in the dedupe scope, and
-   * not while this user is locked out of proofs for this sha1 (then the bytes must be uploaded).
+   * Stored content the user may link by proof: same size, ≥ 1 MiB, available, in the dedupe scope.
+   * A user locked out of proofs for this sha1 is still challenged: the contract answers their next
+   * proof 429 (with Retry-After), and only then does the session become a chunk upload.
    */
   private async provableContent(userId: string, sha1: string, size: number): Promise<BlobRow | undefined> {
     if (size < PROOF_MIN_SIZE) return undefined;
     // With DEDUPE_SCOPE=user, ownership is asked whether or not anyone stores the content: asked only
     // when it was stored, its extra round trip would tell by timing what user scope keeps secret.
-    const [failures, blob, owned] = await Promise.all([
-      this.deps.cache.peek(proofThrottleKey(userId, sha1)),
+    const [blob, owned] = await Promise.all([
       this.deps.db.readPrimary((db) => this.deps.blobs.findBySha1(db, sha1)),
       this.deps.dedupeScope === 'user' ? this.deps.userFiles.ownsContent(userId, sha1) : true,
     ]);
-    if (failures.count >= MAX_WRONG_PROOFS || !owned) return undefined;
+    if (!owned) return undefined;
     if (!blob || blob.status !== 'available' || Number(blob.size) !== size) return undefined;
     return blob;
   }

@@ -49,9 +49,25 @@ describe.each(profiles)('wrong proofs throttle (%s profile)', (profile) => {
     const statuses = answers.map((answer) => answer.status).sort();
     expect(statuses).toEqual([...Array(5).fill(403), ...Array(7).fill(429)]);
     for (const { id } of sessions) expect((await mallory.get(`/api/uploads/${id}`)).json).toMatchObject({ mode: 'chunks' });
-    // the throttle holds afterwards too, for a right answer as well
+  });
+
+  it('answers 429 to the next proof after 5 wrong ones sent one at a time, a right one too, and that session must upload', async () => {
+    const alice = await newUser(app);
+    const mallory = await newUser(app);
+    const { bytes } = await stored(app, alice, 1 * MiB);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const asked = await ask(mallory, bytes, `guess-${attempt}.bin`);
+      expectChallenge(asked, bytes.length);
+      expect({ attempt, status: (await prove(mallory, asked.json.uploadId, forgedProof())).status }).toEqual({ attempt, status: 403 });
+    }
+    // a client that asks again still gets its challenge: the throttle answers the proof, as the contract says
     const later = await ask(mallory, bytes, 'later.bin');
-    expect(later.json.mode).toBe('chunks');
+    const throttled = await prove(mallory, later.json.uploadId, proofFor(expectChallenge(later, bytes.length), bytes));
+    expect(throttled.status).toBe(429);
+    expect(expectErrorBody(throttled.json).code).toBe('too_many_requests');
+    expect(Number(throttled.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect(Number(throttled.headers.get('retry-after'))).toBeLessThanOrEqual(3600);
+    expect((await mallory.get(`/api/uploads/${later.json.uploadId}`)).json).toMatchObject({ mode: 'chunks', state: 'receiving' });
   });
 
   it('does not count right proofs: after 4 wrong ones a right proof links and the next wrong one is still judged (403)', async () => {

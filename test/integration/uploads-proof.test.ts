@@ -191,9 +191,10 @@ describe.each(profiles)('instant upload by proof of possession (%s profile)', (p
     expect(wrong.status).toBe(403);
     expect(expectErrorBody(wrong.json).code).toBe('proof_rejected');
     expect((await bob.get(`/api/uploads/${asked.json.uploadId}`)).json).toMatchObject({ mode: 'chunks', state: 'receiving' });
-    // four more wrong answers make five: proof is no longer offered for this content
-    for (const { id } of await openChallenges(bob, bytes, 4)) expect((await bob.post(`/api/uploads/${id}/proof`, { proof: forgedProof() })).status).toBe(403);
-    expect((await ask(bob, bytes, 'after.bin')).json).toMatchObject({ mode: 'chunks' });
+    // four more wrong answers make five: the next proof for this content is throttled
+    const [last, ...others] = await openChallenges(bob, bytes, 5);
+    for (const { id } of others) expect((await bob.post(`/api/uploads/${id}/proof`, { proof: forgedProof() })).status).toBe(403);
+    expect((await bob.post(`/api/uploads/${last!.id}/proof`, { proof: proofFor(last!.challenge, bytes) })).status).toBe(429);
   });
 
   it('answers a right proof on a session whose name was taken meanwhile with 409 name_conflict: the challenge is used up, the session failed, a new one links', async () => {
