@@ -149,6 +149,13 @@ describe.each(profiles)('chunk refusals (%s profile)', (profile) => {
     expect((await create(alice, { name: 'd.bin', size: 10 * MiB, chunkSize: 256 * KiB })).status).toBe(201);
   });
 
+  it('answers 413 payload_too_large to a size above MAX_UPLOAD_BYTES (64 GiB by default), as POST /api/files and tus do', async () => {
+    const alice = await newUser(app);
+    const tooLarge = await create(alice, { name: 'huge.bin', size: 64 * 1024 * MiB + 1 });
+    expect(tooLarge.status).toBe(413);
+    expect(expectErrorBody(tooLarge.json).code).toBe('payload_too_large');
+  });
+
   it('answers 422 to a chunk that does not match its X-Chunk-Sha1 (400 to a malformed one) and keeps it missing', async () => {
     const alice = await newUser(app);
     const source = randomBytes(2 * CHUNK);
