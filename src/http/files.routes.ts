@@ -84,7 +84,9 @@ export function fileRoutes({ files, folders, temp, maxUploadBytes, onUploadedByt
     } else {
       res.set('Content-Length', String(file.size));
     }
-    if (req.method === 'HEAD') {
+    // A client that hung up while the content was opened has had its 'close' already: nothing would
+    // ever destroy the body, and pipe would wait on the dead response holding the file or S3 socket.
+    if (req.method === 'HEAD' || res.destroyed) {
       body.destroy();
       res.end();
       return;
