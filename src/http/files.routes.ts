@@ -98,6 +98,11 @@ export function fileRoutes({ files, folders, temp, maxUploadBytes, onUploadedByt
   });
 
   router.patch('/files/:id', async (req, res) => {
+    // Only a JSON body is parsed: another one (curl -d sends form-urlencoded) would leave req.body unset
+    // and pass for an empty change, a 200 that renamed nothing. req.is gives null only when there is no body.
+    if (req.body === undefined && req.is('*/*') !== null) {
+      throw new AppError('unsupported_media_type', 'Send the change as JSON (Content-Type: application/json).');
+    }
     const change = parseInput(patchBody, req.body ?? {});
     res.json(await files.update(currentUser(req).userId, req.params.id, change));
   });
