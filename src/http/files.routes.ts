@@ -61,11 +61,8 @@ export function fileRoutes({ files, folders, temp, maxUploadBytes, onUploadedByt
   router.get('/files/:id/content', async (req, res) => {
     const userId = currentUser(req).userId;
     const file = await files.get(userId, req.params.id);
-    const range = parseRange(req.headers.range, file.size);
-    if (range === 'unsatisfiable') {
-      throw new AppError('range_not_satisfiable', undefined, {}, { 'Content-Range': `bytes */${file.size}` });
-    }
     if (req.query.redirect === '1') {
+      // the client sends its Range and validators again to S3, which judges them on the same bytes
       const url = await files.presignedUrl(userId, file.id, contentDisposition(file.name));
       if (url) {
         res.redirect(302, url);
@@ -73,9 +70,15 @@ export function fileRoutes({ files, folders, temp, maxUploadBytes, onUploadedByt
       }
     }
     setContentHeaders(res, file);
+    // validators before the Range (RFC 9110 §13.2.2): a copy the client holds is still good (304)
+    // even when the range it asks for would not be satisfiable
     if (req.fresh) {
       res.status(304).end();
       return;
+    }
+    const range = parseRange(req.headers.range, file.size);
+    if (range === 'unsatisfiable') {
+      throw new AppError('range_not_satisfiable', undefined, {}, { 'Content-Range': `bytes */${file.size}` });
     }
     const { body } = await files.open(userId, file.id, range ?? undefined);
     if (range) {
