@@ -37,14 +37,18 @@ export function toAppError(error: unknown): AppError {
   return new AppError('internal');
 }
 
+const MULTER_HANG_UP = /^Request (aborted|closed)$/;
+
 /**
  * The client hung up before its request ended (a chunk cut off midway): reading the body fails with
  * ECONNRESET "aborted", or a stream reading it with a premature close. Nothing failed on our side and
- * no one will read the answer; the request log's "request aborted" line (warn) records it.
+ * no one will read the answer; the request log's "request aborted" line (warn) records it. multer
+ * reports the same hang-up of a form upload as a plain Error "Request aborted" or "Request closed".
  */
 function abortedByClient(error: unknown, req: Request): boolean {
-  const code = (error as { code?: unknown } | undefined)?.code;
-  return req.readableAborted && (code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE');
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  if (!req.readableAborted) return false;
+  return code === 'ECONNRESET' || code === 'ERR_STREAM_PREMATURE_CLOSE' || (code === undefined && MULTER_HANG_UP.test(String(message)));
 }
 
 export const errorHandler: ErrorRequestHandler = (error, req, res, _next) => {

@@ -61,11 +61,8 @@ export function fileRoutes({ files, folders, temp, maxUploadBytes, onUploadedByt
   router.get('/files/:id/content', async (req, res) => {
     const userId = currentUser(req).userId;
     const file = await files.get(userId, req.params.id);
-    const range = parseRange(req.headers.range, file.size);
-    if (range === 'unsatisfiable') {
-      throw new AppError('range_not_satisfiable', undefined, {}, { 'Content-Range': `bytes */${file.size}` });
-    }
     if (req.query.redirect === '1') {
+      // the client sends its Range and validators again to S3, which judges them on the same bytes
       const url = await files.presignedUrl(userId, file.id, contentDisposition(file.name));
       if (url) {
         res.redirect(302, url);
@@ -73,9 +70,15 @@ export function fileRoutes({ files, folders, temp, maxUploadBytes, onUploadedByt
       }
     }
     setContentHeaders(res, file);
+    // validators before the Range (RFC 9110 §13.2.2): a copy the client holds is still good (304)
+    // even when the range it asks for would not be satisfiable
     if (req.fresh) {
       res.status(304).end();
       return;
+    }
+    const range = parseRange(req.headers.range, file.size);
+    if (range === 'unsatisfiable') {
+      throw new AppError('range_not_satisfiable', undefined, {}, { 'Content-Range': `bytes */${file.size}` });
     }
     const { body } = await files.open(userId, file.id, range ?? undefined);
     if (range) {
@@ -84,7 +87,9 @@ export function fileRoutes({ files, folders, temp, maxUploadBytes, onUploadedByt
     } else {
       res.set('Content-Length', String(file.size));
     }
-    if (req.method === 'HEAD') {
+    // A client that hung up while the content was opened has had its 'close' already: nothing would
+    // ever destroy the body, and pipe would wait on the dead response holding the file or S3 socket.
+    if (req.method === 'HEAD' || res.destroyed) {
       body.destroy();
       res.end();
       return;
@@ -96,6 +101,11 @@ export function fileRoutes({ files, folders, temp, maxUploadBytes, onUploadedByt
   });
 
   router.patch('/files/:id', async (req, res) => {
+    // Only a JSON body is parsed: another one (curl -d sends form-urlencoded) would leave req.body unset
+    // and pass for an empty change, a 200 that renamed nothing. req.is gives null only when there is no body.
+    if (req.body === undefined && req.is('*/*') !== null) {
+      throw new AppError('unsupported_media_type', 'Send the change as JSON (Content-Type: application/json).');
+    }
     const change = parseInput(patchBody, req.body ?? {});
     res.json(await files.update(currentUser(req).userId, req.params.id, change));
   });

@@ -193,6 +193,17 @@ describe.each(profiles)('files API (%s profile)', (profile) => {
       expect(unknown.status).toBe(400);
       expectErrorBody(unknown.json);
     });
+
+    it('answers 415 to a change sent as anything but JSON (curl -d without a Content-Type), and renames nothing', async () => {
+      const alice = await newUser(app);
+      const { json: file } = await alice.upload('/api/files', { name: 'kept.txt', bytes: Buffer.from('x') });
+      for (const type of ['application/x-www-form-urlencoded', 'text/plain']) {
+        const res = await alice.request('PATCH', `/api/files/${file.id}`, { body: JSON.stringify({ name: 'renamed.txt' }), headers: { 'content-type': type } });
+        expect(res.status).toBe(415);
+        expect(expectErrorBody(res.json).code).toBe('unsupported_media_type');
+      }
+      expect((await alice.get(`/api/files/${file.id}`)).json).toMatchObject({ name: 'kept.txt' });
+    });
   });
 
   describe('DELETE /api/files/:id', () => {
