@@ -163,7 +163,9 @@ export async function openServices(config: Config, logger: Logger, role: Role = 
     db, blobs, landing: local, tiers: { local, s3 },
     onLanded: s3 ? (fileId) => jobs.enqueue('transfer', { fileId }, { key: `transfer:${fileId}` }) : undefined,
   });
-  const accessTokens = new AccessTokens(await loadSigningKey(config.DATA_DIR, config.JWT_SECRET), config.ACCESS_TOKEN_TTL_SECONDS);
+  const accessTokens = new AccessTokens(await loadSigningKey(config.DATA_DIR, config.JWT_SECRET), config.ACCESS_TOKEN_TTL_SECONDS, (id) =>
+    users.exists(id),
+  );
   const auth = new AuthService({
     users, tokens: new TokensRepository(db), accessTokens, cache,
     refreshTtlSeconds: config.REFRESH_TOKEN_TTL_SECONDS,

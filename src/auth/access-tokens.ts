@@ -21,6 +21,8 @@ export class AccessTokens {
   constructor(
     private readonly key: Uint8Array,
     readonly ttlSeconds: number,
+    /** Whether a user still exists: a token signed for one that does not (deleted, or another database under the same key) must not get in. */
+    private readonly userExists: (userId: string) => Promise<boolean>,
   ) {}
 
   sign(claims: AccessClaims): Promise<string> {
@@ -41,6 +43,9 @@ export class AccessTokens {
       throw new AppError('token_expired');
     }
     const { claims, expiresAtMs } = await this.verifySignature(token);
+    // once per token, then remembered with it: its writes would otherwise fail on the users foreign key (500).
+    // Outside verifySignature, so a database outage answers 503, not 401.
+    if (!(await this.userExists(claims.userId))) throw new AppError('unauthorized', 'The user of this access token does not exist.');
     if (this.verified.size >= MAX_REMEMBERED) this.verified.delete(this.verified.keys().next().value!);
     this.verified.set(token, { claims, expiresAtMs });
     return claims;

@@ -64,18 +64,27 @@ export class AuthService {
     return this.issue(user.id, user.username, randomUUID());
   }
 
-  /** Rotates the refresh token; a rotated-out token presented again revokes its whole family. */
+  /**
+   * Rotates the refresh token; a rotated-out token presented again revokes its whole family. The
+   * successor is stored before the presented token is revoked: a request with the same token that
+   * loses that revocation revokes the family only after every successor exists, so it takes the
+   * winner's too (revoking first let the winner's successor land after the family was revoked).
+   */
   async refresh(presented: string): Promise<TokenPair> {
     const token = await this.findPresented(presented);
     const now = Date.now();
-    if (token.revoked_at !== null || !(await this.deps.tokens.revokeIfActive(token.id, now))) {
-      await this.deps.tokens.revokeFamily(token.family, now);
-      throw new AppError('invalid_refresh_token', 'The refresh token was already used; its session is revoked.');
-    }
+    if (token.revoked_at !== null) await this.reused(token.family);
     if (token.expires_at <= now) throw new AppError('invalid_refresh_token', 'The refresh token has expired.');
     const user = await this.deps.users.findById(token.user_id);
     if (!user) throw new AppError('invalid_refresh_token');
-    return this.issue(user.id, user.username, token.family);
+    const pair = await this.issue(user.id, user.username, token.family);
+    if (!(await this.deps.tokens.revokeIfActive(token.id, Date.now()))) await this.reused(token.family);
+    return pair;
+  }
+
+  private async reused(family: string): Promise<never> {
+    await this.deps.tokens.revokeFamily(family, Date.now());
+    throw new AppError('invalid_refresh_token', 'The refresh token was already used; its session is revoked.');
   }
 
   async logout(userId: string, presented: string): Promise<void> {

@@ -2,6 +2,9 @@ import { randomBytes } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 
+/** As for JWT_SECRET: a shorter HS256 key is guessable, an empty one cannot sign at all. */
+const MIN_KEY_CHARS = 32;
+
 /**
  * The JWT signing key: JWT_SECRET when set (several API processes must share it), otherwise a random key
  * generated on first start and kept in DATA_DIR, so tokens survive restarts.
@@ -10,10 +13,34 @@ export async function loadSigningKey(dataDir: string, configured: string | undef
   if (configured) return new TextEncoder().encode(configured);
   const file = path.join(dataDir, 'jwt-secret');
   await fsp.mkdir(dataDir, { recursive: true });
+  await createOnce(file);
+  const key = (await fsp.readFile(file, 'utf8')).trim();
+  // Started anyway, the server answered every login with a 500 (empty key) or signed with a guessable one.
+  if (key.length < MIN_KEY_CHARS) {
+    throw new Error(`${file} holds no usable key (fewer than ${MIN_KEY_CHARS} characters); remove it to have a new one generated, or set JWT_SECRET`);
+  }
+  return new TextEncoder().encode(key);
+}
+
+/**
+ * Writes a new key whole and synced under a temporary name, then links it into place: the link fails if
+ * the file exists, so processes starting at once over one DATA_DIR keep the first key, and neither they
+ * nor a crash mid-write ever leave an empty or partial jwt-secret (open-then-write could).
+ */
+async function createOnce(file: string): Promise<void> {
+  const temp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}`;
+  const handle = await fsp.open(temp, 'wx', 0o600);
   try {
-    await fsp.writeFile(file, randomBytes(32).toString('base64url'), { flag: 'wx', mode: 0o600 });
+    await handle.writeFile(randomBytes(32).toString('base64url'));
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  try {
+    await fsp.link(temp, file);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  } finally {
+    await fsp.rm(temp, { force: true });
   }
-  return new TextEncoder().encode((await fsp.readFile(file, 'utf8')).trim());
 }

@@ -23,6 +23,11 @@ export class UsersRepository {
     return this.db.read(id, (db) => db<UserRow>('users').where({ id }).first());
   }
 
+  /** Reads the primary: a token used right after registering, on another API process, must find its user. */
+  async exists(id: string): Promise<boolean> {
+    return (await this.db.readPrimary((db) => db('users').where({ id }).first('id'))) !== undefined;
+  }
+
   /** The first registered user, an admin by definition. */
   async firstUserId(): Promise<string | undefined> {
     const row = await this.db.readPrimary((db) => db('users').orderBy('created_at').orderBy('id').first('id'));
