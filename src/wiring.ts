@@ -25,6 +25,7 @@ import type { HealthCheck } from './http/health.routes.js';
 import type { JobQueue } from './jobs/job-queue.js';
 import { SqlJobQueue } from './jobs/job-queue.sql.js';
 import { LocalBlobStore } from './storage/blob-store.local.js';
+import { prepareDataDir } from './storage/data-dir.js';
 import type { S3BlobStore } from './storage/blob-store.s3.js';
 import { TempFiles } from './storage/temp-file.js';
 import type { ChunkTracker } from './upload/chunk-tracker.js';
@@ -149,6 +150,7 @@ export type Role = 'api' | 'worker';
 const WORKER_STATEMENT_TIMEOUT_MS = 10 * 60_000;
 
 export async function openServices(config: Config, logger: Logger, role: Role = 'api'): Promise<Services> {
+  prepareDataDir(config.DATA_DIR, logger);
   const profile = config.FILESTORE_PROFILE === 'embedded' ? openEmbedded(config, logger) : await openCluster(config, logger, role);
   const { db, cache, tracker, verifiers, locker, jobs, s3 } = profile;
   await profile.migrate();
