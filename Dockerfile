@@ -20,7 +20,7 @@ COPY --from=build /app/dist ./dist
 COPY --from=build /app/package.json ./
 COPY web ./web
 COPY scripts/start-api.sh ./scripts/
-RUN mkdir -p /data && chown node:node /data
+RUN mkdir -p /data && chown node:node /data && chmod 700 /data
 USER node
 VOLUME ["/data"]
 EXPOSE 8080
