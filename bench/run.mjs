@@ -7,6 +7,8 @@
 //                                       also: make bench BENCH_MODE=instant-mariadb
 //   node bench/run.mjs tiers            local → Ceph transfer vs bare lib-storage, downloads per tier,
 //                                       cluster profile (bench/tiers.mjs); make bench BENCH_MODE=tiers
+//   node bench/run.mjs memory           the server's peak RSS per data path at 1 and 4 GiB, embedded, and the
+//                                       S3 paths in the cluster profile (bench/memory.mjs); make bench BENCH_MODE=memory
 //
 // Needs dist/ (npx tsc -p tsconfig.json; make bench builds first). Environment:
 //   BENCH_SIZE_MB=1024      size of the random file (e.g. 64 for a quick run)
@@ -29,6 +31,7 @@ const modes = {
   upload: uploadBenchmark,
   'instant-mariadb': instantMariadb,
   tiers: async () => (await import('./tiers.mjs')).tiersBenchmark(),
+  memory: async () => (await import('./memory.mjs')).memoryBenchmark(),
 };
 let exitCode = 0;
 try {
