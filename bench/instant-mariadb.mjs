@@ -7,6 +7,7 @@ import { measured } from './proc.mjs';
 import { SIZE, INSTANT_RUNS, INSTANT_WARMUP, log, TARGET_INSTANT_MS } from './settings.mjs';
 import { startFilestore, stopFilestore, userToken, chunkedUpload, instantSeries } from './filestore.mjs';
 import { throughputRow, details, phaseLine, THROUGHPUT_HEADER, THROUGHPUT_ALIGN, verdict, header } from './report.mjs';
+import { scratchDatabase, scratchRedisPrefix } from './scratch-cluster.mjs';
 
 /**
  * Waits until every server's buffer pool has at most 5% dirty pages (idle servers sit near 4%; up to 60 s): right after a
@@ -32,11 +33,8 @@ async function settleInnodb(connections) {
 }
 
 export async function instantMariadb() {
-  const mysql = (await import('mysql2/promise')).default;
-  const { Redis } = await import('ioredis');
   const { seedFiles } = await import('./seed-files.mjs');
   const database = process.env.BENCH_DB_NAME ?? 'filestore_bench';
-  if (!/^filestore_[a-z0-9_]+$/.test(database)) throw new Error(`BENCH_DB_NAME must be a scratch name filestore_…, not ${database}`);
   const primaryBase = process.env.BENCH_DB_PRIMARY ?? 'mysql://app:app@127.0.0.1:3316';
   const replicaBase = process.env.BENCH_DB_REPLICA ?? 'mysql://app:app@127.0.0.1:3317';
   const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -46,34 +44,8 @@ export async function instantMariadb() {
     `database ${database} on ${new URL(primaryBase).host} (replica ${new URL(replicaBase).host}), ${seedRows} seeded rows in files; Redis prefix ${redisPrefix}; file ${(SIZE / MiB).toFixed(0)} MiB`,
   ]);
 
-  const admin = await mysql.createConnection({ uri: primaryBase });
-  onCleanup(async () => {
-    if (process.env.BENCH_KEEP_DB === '1') log(`keeping database ${database} (BENCH_KEEP_DB=1)`);
-    else {
-      log(`dropping database ${database}`);
-      await admin.query(`DROP DATABASE IF EXISTS \`${database}\``);
-    }
-    await admin.end();
-  });
-  await admin.query(`DROP DATABASE IF EXISTS \`${database}\``);
-  await admin.query(`CREATE DATABASE \`${database}\` CHARACTER SET utf8mb4`);
-  const replica = await mysql.createConnection({ uri: replicaBase });
-  onCleanup(() => replica.end());
-  for (let i = 0; ; i += 1) {
-    const [rows] = await replica.query('SHOW DATABASES LIKE ?', [database]);
-    if (rows.length > 0) break;
-    if (i > 300) throw new Error(`database ${database} did not reach the replica in 30 s`);
-    await sleep(100);
-  }
-  const redis = new Redis(redisUrl, { lazyConnect: false, maxRetriesPerRequest: 2 });
-  onCleanup(async () => {
-    let removed = 0;
-    for await (const keys of redis.scanStream({ match: `${redisPrefix}*`, count: 500 })) {
-      if (keys.length > 0) removed += await redis.del(...keys);
-    }
-    log(`removed ${removed} Redis key(s) under ${redisPrefix}`);
-    redis.disconnect();
-  });
+  const { admin, replica } = await scratchDatabase(database, { primary: primaryBase, replica: replicaBase, keep: process.env.BENCH_KEEP_DB === '1' });
+  await scratchRedisPrefix(redisUrl, redisPrefix);
 
   const tmp = await makeTempDir('filestore-bench-');
   const file = path.join(tmp, 'random.bin');

@@ -28,6 +28,7 @@ import {
 import { rssKiB } from './proc.mjs';
 import { chunkedUpload, tusUpload, userToken } from './filestore.mjs';
 import { log } from './settings.mjs';
+import { scratchDatabase, scratchRedisPrefix } from './scratch-cluster.mjs';
 
 const sizesOf = (name, fallback) => (process.env[name] ?? fallback).split(',').map((s) => Math.round(Number(s) * MiB));
 const SIZES = sizesOf('BENCH_MEMORY_SIZES_MB', '1024,4096');
@@ -256,27 +257,11 @@ async function embeddedRound(tmp, size, rows) {
 // ------------------------------------------------------------------ cluster (S3)
 
 async function clusterRounds(tmp, rows) {
-  const mysql = (await import('mysql2/promise')).default;
-  const { Redis } = await import('ioredis');
   const { S3, s3Kit } = await import('./tiers-s3.mjs');
-  if (!/^filestore_[a-z0-9_]+$/.test(DATABASE)) throw new Error(`BENCH_MEMORY_DB must be a scratch name filestore_…, not ${DATABASE}`);
   const prefix = `fsbench-mem-${randomBytes(4).toString('hex')}:`;
   const kit = await s3Kit();
-  const admin = await mysql.createConnection({ uri: PRIMARY });
-  onCleanup(async () => {
-    await admin.query(`DROP DATABASE IF EXISTS \`${DATABASE}\``);
-    await admin.end();
-  });
-  await admin.query(`DROP DATABASE IF EXISTS \`${DATABASE}\``);
-  await admin.query(`CREATE DATABASE \`${DATABASE}\` CHARACTER SET utf8mb4`);
-  const replica = await mysql.createConnection({ uri: REPLICA });
-  onCleanup(() => replica.end());
-  await waitFor(`database ${DATABASE} on the replica`, async () => (await replica.query('SHOW DATABASES LIKE ?', [DATABASE]))[0].length > 0, 30_000);
-  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 2 });
-  onCleanup(async () => {
-    for await (const keys of redis.scanStream({ match: `${prefix}*`, count: 500 })) if (keys.length > 0) await redis.del(...keys);
-    redis.disconnect();
-  });
+  const { admin } = await scratchDatabase(DATABASE, { primary: PRIMARY, replica: REPLICA });
+  await scratchRedisPrefix(REDIS_URL, prefix);
   const dataDir = path.join(tmp, 'data-cluster');
   const env = cleanEnv({
     FILESTORE_PROFILE: 'cluster', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'warn', ACCESS_TOKEN_TTL_SECONDS: '86400',

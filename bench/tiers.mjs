@@ -26,6 +26,7 @@ import { busyShare, machineCpu, measured, rssKiB, sampleRss, threadCpu } from '.
 import {
   S3, assertOsdHasRoom, bareInChild, cephCpu, collectRgwGarbage, digestOnly, measuredCeph, perfNodeFlags, perfRecord, rgwPid, s3Kit,
 } from './tiers-s3.mjs';
+import { scratchDatabase, scratchRedisPrefix } from './scratch-cluster.mjs';
 
 const SIZE = Math.round(Number(process.env.BENCH_SIZE_MB ?? 1024) * MiB);
 const TARGET_VS_BARE = 0.8;
@@ -69,8 +70,6 @@ async function curlUpload(port, token, file) {
 // ------------------------------------------------------------------ the benchmark
 
 export async function tiersBenchmark() {
-  const mysql = (await import('mysql2/promise')).default;
-  const { Redis } = await import('ioredis');
   const { QueueEvents } = await import('bullmq');
   if (!/^filestore_[a-z0-9_]+$/.test(DATABASE)) throw new Error(`BENCH_TIERS_DB must be a scratch name filestore_…, not ${DATABASE}`);
   if (!which('curl')) throw new Error('curl is not installed');
@@ -90,29 +89,8 @@ export async function tiersBenchmark() {
   console.log(`Ceph health: ${await assertOsdHasRoom()}`);
   const bucketBefore = await kit.list('');
 
-  // ---- scratch database (dropped at the end) and Redis keys (removed at the end)
-  const admin = await mysql.createConnection({ uri: PRIMARY });
-  onCleanup(async () => {
-    await admin.query(`DROP DATABASE IF EXISTS \`${DATABASE}\``);
-    log(`dropped database ${DATABASE}`);
-    await admin.end();
-  });
-  await admin.query(`DROP DATABASE IF EXISTS \`${DATABASE}\``);
-  await admin.query(`CREATE DATABASE \`${DATABASE}\` CHARACTER SET utf8mb4`);
-  const replica = await mysql.createConnection({ uri: REPLICA });
-  onCleanup(() => replica.end());
-  for (let i = 0; !(await replica.query('SHOW DATABASES LIKE ?', [DATABASE]))[0].length; i += 1) {
-    if (i > 300) throw new Error(`database ${DATABASE} did not reach the replica in 30 s`);
-    await sleep(100);
-  }
-  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 2 });
-  onCleanup(async () => {
-    let removed = 0;
-    for await (const keys of redis.scanStream({ match: `${prefix}*`, count: 500 })) if (keys.length > 0) removed += await redis.del(...keys);
-    const left = (await redis.keys(`${prefix}*`)).length;
-    log(`removed ${removed} Redis key(s) under ${prefix}; ${left} left`);
-    redis.disconnect();
-  });
+  const { admin } = await scratchDatabase(DATABASE, { primary: PRIMARY, replica: REPLICA });
+  await scratchRedisPrefix(REDIS_URL, prefix);
 
   const tmp = await makeTempDir('filestore-bench-tiers-');
   const file = path.join(tmp, 'random.bin');
