@@ -21,7 +21,8 @@ const POLL_MS = 250;
 
 /**
  * The embedded profile's queue: jobs are rows in SQLite, run in-process one at a time per queue. Rows
- * outlive the process, and jobs that were running when it died are run again at the next start.
+ * outlive the process, and jobs that were running when it died are run again at the next start (a kill
+ * counts as an attempt).
  */
 export class SqlJobQueue implements JobQueue {
   private readonly timers: NodeJS.Timeout[] = [];
@@ -54,7 +55,16 @@ export class SqlJobQueue implements JobQueue {
   }
 
   async process(processors: Processors, onJob?: (event: JobEvent) => void): Promise<void> {
-    await this.db.write(null, (db) => db('jobs').where({ state: 'active' }).update({ state: 'waiting' }));
+    // Jobs left active died with the process. Their claim counted the attempt: one that has used up its
+    // attempts so (it may be what killed the process) is failed, not run again at every start — as a
+    // worker's stalls are bounded by BullMQ's maxStalledCount in the cluster.
+    await this.db.transaction(null, async (trx) => {
+      await trx('jobs')
+        .where({ state: 'active' })
+        .where('attempts', '>=', JOB_ATTEMPTS)
+        .update({ state: 'failed', error: 'the process stopped while the job ran, at every attempt', failed_at: Date.now() });
+      await trx('jobs').where({ state: 'active' }).update({ state: 'waiting' });
+    });
     const poll = setInterval(() => {
       for (const queue of QUEUE_NAMES) if (!this.busy.has(queue) && !this.stopped) this.runNext(queue, processors, onJob);
     }, POLL_MS);
