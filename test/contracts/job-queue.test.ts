@@ -153,6 +153,22 @@ for (const adapter of adapters) {
       expect(runs.length).toBeLessThanOrEqual(3);
       expect(runs.every((run) => run.queue === 'gc')).toBe(true);
     });
+
+    it('runs a schedule when its process restarts more often than its interval (every deploy within the hour)', { timeout: 30_000 }, async () => {
+      const { runs, processors } = recorder();
+      for (let start = 0; start < 5; start++) {
+        const queue = backend.open();
+        await queue.process(processors);
+        await queue.schedule('verify', { sweep: true }, 3000);
+        await sleep(1000);
+        await queue.close();
+      }
+      // 5 s over processes that each lived 1 s: the 3 s schedule ran, and its due time outlived each
+      // process (at most twice: it does not run at every start either)
+      const sweeps = runs.filter((run) => run.queue === 'verify').length;
+      expect(sweeps).toBeGreaterThanOrEqual(1);
+      expect(sweeps).toBeLessThanOrEqual(2);
+    });
   });
 }
 
