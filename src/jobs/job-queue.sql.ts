@@ -62,9 +62,8 @@ export class SqlJobQueue implements JobQueue {
         .insert({ queue, job_key: `every:${queue}`, payload: JSON.stringify(payload), state: 'scheduled', attempts: 0, run_at: now, created_at: now })
         .onConflict('job_key')
         .ignore();
-      // a shortened interval (or a changed payload) applies from now
+      // a changed payload applies from now, as a shortened interval does (queueDue)
       await trx('jobs').where({ job_key: `every:${queue}` }).update({ payload: JSON.stringify(payload) });
-      await trx('jobs').where({ job_key: `every:${queue}` }).where('run_at', '>', now + everyMs).update({ run_at: now + everyMs });
     });
     if (this.schedules.size === 0) {
       const timer = setInterval(() => {
@@ -112,16 +111,20 @@ export class SqlJobQueue implements JobQueue {
     await Promise.allSettled(this.running);
   }
 
-  /** Queues a job for each schedule of this process that is due, and moves its due time on. */
+  /**
+   * Queues a job for each schedule of this process that is due, and moves its due time on. A due time
+   * more than one interval away was set before the clock was stepped back: it is brought in to one
+   * interval from now, or the schedule would wait out the step (the timer it replaced was monotonic).
+   */
   private async queueDue(): Promise<void> {
     const now = Date.now();
-    const due = await this.db.readPrimary((db) => db<JobRow>('jobs').where({ state: 'scheduled' }).where('run_at', '<=', now).select('*'));
-    for (const row of due) {
+    const rows = await this.db.readPrimary((db) => db<JobRow>('jobs').where({ state: 'scheduled' }).select('*'));
+    for (const row of rows) {
       const everyMs = this.schedules.get(row.queue);
-      if (everyMs === undefined) continue;
-      // conditional on the due time read: of two ticks that both saw it (or two processes), one queues
+      if (everyMs === undefined || (row.run_at > now && row.run_at <= now + everyMs)) continue;
+      // conditional on the due time read: of two ticks that both saw it (or two processes), one acts
       const moved = await this.db.write(null, (db) => db('jobs').where({ id: row.id, run_at: row.run_at }).update({ run_at: now + everyMs }));
-      if (moved === 1) await this.enqueue(row.queue, JSON.parse(row.payload), { key: `schedule:${row.queue}` });
+      if (moved === 1 && row.run_at <= now) await this.enqueue(row.queue, JSON.parse(row.payload), { key: `schedule:${row.queue}` });
     }
   }
 

@@ -2,7 +2,7 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Database } from '../../src/db/database.js';
 import { openSqlite } from '../../src/db/knex.js';
 import { migrateToLatest } from '../../src/db/migrate.js';
@@ -191,6 +191,27 @@ describe('embedded job queue: a job its process dies in', () => {
       expect(queues.verify).toEqual({ waiting: 0, active: 0, failed: 1 });
       expect(failed).toEqual([expect.objectContaining({ queue: 'verify', attempts: JOB_ATTEMPTS })]);
     } finally {
+      await backend.close();
+    }
+  });
+});
+
+describe('embedded job queue: a schedule whose clock is set back', () => {
+  it('still runs every interval: its due time is never further off than one interval', { timeout: 30_000 }, async () => {
+    const backend = await embedded();
+    const { runs, processors } = recorder();
+    const queue = backend.open();
+    try {
+      await queue.process(processors);
+      await queue.schedule('gc', {}, 2000);
+      await waitFor('the first run', async () => runs.length === 1, 3000);
+      // an NTP step back by a day: the due time read from the table is now a day and 2 s away
+      const realNow = Date.now.bind(Date);
+      vi.spyOn(Date, 'now').mockImplementation(() => realNow() - 86_400_000);
+      await waitFor('a run after the step', async () => runs.length >= 2, 6000);
+    } finally {
+      vi.restoreAllMocks();
+      await queue.close();
       await backend.close();
     }
   });
