@@ -10,7 +10,7 @@ interface JobRow {
   queue: QueueName;
   job_key: string | null;
   payload: string;
-  state: 'waiting' | 'active' | 'failed';
+  state: 'waiting' | 'active' | 'failed' | 'scheduled';
   attempts: number;
   run_at: number;
   error: string | null;
@@ -18,14 +18,17 @@ interface JobRow {
 }
 
 const POLL_MS = 250;
+const SCHEDULE_TICK_MS = 1000;
 
 /**
  * The embedded profile's queue: jobs are rows in SQLite, run in-process one at a time per queue. Rows
- * outlive the process, and jobs that were running when it died are run again at the next start.
+ * outlive the process, and jobs that were running when it died are run again at the next start (a kill
+ * counts as an attempt).
  */
 export class SqlJobQueue implements JobQueue {
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly busy = new Set<QueueName>();
+  private readonly schedules = new Map<QueueName, number>();
   private stopped = false;
   private running: Promise<void>[] = [];
 
@@ -45,16 +48,45 @@ export class SqlJobQueue implements JobQueue {
     });
   }
 
+  /**
+   * A schedule is a row of its own (state 'scheduled', key `every:<queue>`) whose run_at is its next due
+   * time, so the due time outlives the process: an in-memory timer restarted at every start never ran a
+   * schedule whose interval (the hourly verify sweep) was longer than the process lived. Its first run is
+   * at once, as BullMQ's scheduler does. Each due time queues a job under `schedule:<queue>`, which runs,
+   * retries and fails like any other.
+   */
   async schedule<Q extends QueueName>(queue: Q, payload: JobPayloads[Q], everyMs: number): Promise<void> {
-    const timer = setInterval(() => {
-      this.enqueue(queue, payload, { key: `schedule:${queue}` }).catch((error: unknown) => this.logger.warn({ err: error, queue }, 'scheduling a job failed'));
-    }, everyMs);
-    timer.unref();
-    this.timers.push(timer);
+    const now = Date.now();
+    await this.db.transaction(null, async (trx) => {
+      await trx('jobs')
+        .insert({ queue, job_key: `every:${queue}`, payload: JSON.stringify(payload), state: 'scheduled', attempts: 0, run_at: now, created_at: now })
+        .onConflict('job_key')
+        .ignore();
+      // a changed payload applies from now, as a shortened interval does (queueDue)
+      await trx('jobs').where({ job_key: `every:${queue}` }).update({ payload: JSON.stringify(payload) });
+    });
+    if (this.schedules.size === 0) {
+      const timer = setInterval(() => {
+        if (!this.stopped) this.queueDue().catch((error: unknown) => this.logger.warn({ err: error }, 'scheduling a job failed'));
+      }, SCHEDULE_TICK_MS);
+      timer.unref();
+      this.timers.push(timer);
+    }
+    this.schedules.set(queue, everyMs);
+    await this.queueDue();
   }
 
   async process(processors: Processors, onJob?: (event: JobEvent) => void): Promise<void> {
-    await this.db.write(null, (db) => db('jobs').where({ state: 'active' }).update({ state: 'waiting' }));
+    // Jobs left active died with the process. Their claim counted the attempt: one that has used up its
+    // attempts so (it may be what killed the process) is failed, not run again at every start — as a
+    // worker's stalls are bounded by BullMQ's maxStalledCount in the cluster.
+    await this.db.transaction(null, async (trx) => {
+      await trx('jobs')
+        .where({ state: 'active' })
+        .where('attempts', '>=', JOB_ATTEMPTS)
+        .update({ state: 'failed', error: 'the process stopped while the job ran, at every attempt', failed_at: Date.now() });
+      await trx('jobs').where({ state: 'active' }).update({ state: 'waiting' });
+    });
     const poll = setInterval(() => {
       for (const queue of QUEUE_NAMES) if (!this.busy.has(queue) && !this.stopped) this.runNext(queue, processors, onJob);
     }, POLL_MS);
@@ -65,7 +97,8 @@ export class SqlJobQueue implements JobQueue {
   async stats(): Promise<QueueStats> {
     const rows = await this.db.readPrimary((db) => db<JobRow>('jobs').select('*'));
     const queues = Object.fromEntries(QUEUE_NAMES.map((name) => [name, { waiting: 0, active: 0, failed: 0 }])) as QueueStats['queues'];
-    for (const row of rows) queues[row.queue][row.state] += 1;
+    // a schedule's row is its due time, not a job
+    for (const row of rows) if (row.state !== 'scheduled') queues[row.queue][row.state] += 1;
     const failed = rows
       .filter((row) => row.state === 'failed')
       .map((row) => ({ id: String(row.id), queue: row.queue, attempts: row.attempts, error: row.error ?? '', failedAt: new Date(Number(row.failed_at)).toISOString() }));
@@ -76,6 +109,23 @@ export class SqlJobQueue implements JobQueue {
     this.stopped = true;
     for (const timer of this.timers) clearInterval(timer);
     await Promise.allSettled(this.running);
+  }
+
+  /**
+   * Queues a job for each schedule of this process that is due, and moves its due time on. A due time
+   * more than one interval away was set before the clock was stepped back: it is brought in to one
+   * interval from now, or the schedule would wait out the step (the timer it replaced was monotonic).
+   */
+  private async queueDue(): Promise<void> {
+    const now = Date.now();
+    const rows = await this.db.readPrimary((db) => db<JobRow>('jobs').where({ state: 'scheduled' }).select('*'));
+    for (const row of rows) {
+      const everyMs = this.schedules.get(row.queue);
+      if (everyMs === undefined || (row.run_at > now && row.run_at <= now + everyMs)) continue;
+      // conditional on the due time read: of two ticks that both saw it (or two processes), one acts
+      const moved = await this.db.write(null, (db) => db('jobs').where({ id: row.id, run_at: row.run_at }).update({ run_at: now + everyMs }));
+      if (moved === 1 && row.run_at <= now) await this.enqueue(row.queue, JSON.parse(row.payload), { key: `schedule:${row.queue}` });
+    }
   }
 
   private runNext(queue: QueueName, processors: Processors, onJob?: (event: JobEvent) => void): void {
