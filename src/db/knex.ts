@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import knexFactory, { type Knex } from 'knex';
 import type { Logger } from 'pino';
+import { SqliteClient } from './sqlite-driver.js';
 
 /** Where the embedded profile's database lives under DATA_DIR. */
 export const sqliteFile = (dataDir: string): string => path.join(dataDir, 'filestore.sqlite');
@@ -14,7 +15,7 @@ export const sqliteFile = (dataDir: string): string => path.join(dataDir, 'files
 export function openSqlite(dataDir: string): Knex {
   fs.mkdirSync(dataDir, { recursive: true });
   return knexFactory({
-    client: 'better-sqlite3',
+    client: SqliteClient,
     connection: { filename: sqliteFile(dataDir) },
     useNullAsDefault: true,
     pool: {

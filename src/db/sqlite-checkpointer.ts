@@ -1,6 +1,6 @@
-import { createRequire } from 'node:module';
 import type { Logger } from 'pino';
 import { Thread } from '../thread.js';
+import { sqliteModulePath } from './sqlite-driver.js';
 
 const CHECKPOINT_EVERY_MS = 250;
 
@@ -19,8 +19,7 @@ export class SqliteCheckpointer {
   private lastFailure = '';
 
   constructor(filename: string, logger: Logger) {
-    const modulePath = createRequire(import.meta.url).resolve('better-sqlite3');
-    this.thread = new Thread(WORKER_SOURCE, { filename, modulePath });
+    this.thread = new Thread(WORKER_SOURCE, { filename, modulePath: sqliteModulePath });
     this.timer = setInterval(() => {
       if (this.running) return;
       this.running = this.thread
