@@ -64,3 +64,13 @@ export const SERVICE_RETRY_AFTER_SECONDS = '5';
 export function isServiceOutage(error: unknown): boolean {
   return isConnectionError(error) || isRedisUnavailable(error);
 }
+
+/**
+ * True when the disk (or quota) under DATA_DIR is full: a file write's ENOSPC/EDQUOT, or SQLITE_FULL
+ * from the embedded database, which lives there too. The server's condition, not a bug: the same
+ * request may succeed once space is freed.
+ */
+export function isDiskFull(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL';
+}

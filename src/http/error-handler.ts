@@ -1,5 +1,5 @@
 import type { ErrorRequestHandler, Request, RequestHandler } from 'express';
-import { AppError, ERRORS, SERVICE_RETRY_AFTER_SECONDS, isServiceOutage, type ErrorCode } from '../errors.js';
+import { AppError, ERRORS, SERVICE_RETRY_AFTER_SECONDS, isDiskFull, isServiceOutage, type ErrorCode } from '../errors.js';
 
 /** Errors raised by express's own parsers and multer, by their codes. */
 const FRAMEWORK_ERRORS: Record<string, ErrorCode> = {
@@ -25,8 +25,7 @@ export function toAppError(error: unknown): AppError {
   if (isServiceOutage(error)) {
     return new AppError('unavailable', undefined, {}, { 'Retry-After': SERVICE_RETRY_AFTER_SECONDS });
   }
-  // a full disk or quota is the server's condition, not a fault: the client may retry later
-  if (e?.code === 'ENOSPC' || e?.code === 'EDQUOT') return new AppError('insufficient_storage');
+  if (isDiskFull(error)) return new AppError('insufficient_storage');
   // The router could not percent-decode a path parameter ("/api/files/%zz"): no such resource can exist.
   if (error instanceof URIError && /^Failed to decode param/.test(error.message)) return new AppError('not_found');
   // Malformed multipart bodies surface from busboy as plain errors with a 4xx status or a telling message.
