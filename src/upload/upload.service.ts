@@ -72,7 +72,13 @@ export class UploadService {
     };
     if (known) Object.assign(row, challengeFields(size));
     else await this.deps.staging.ensure(row.id, size);
-    await this.deps.uploads.insert(row);
+    try {
+      await this.deps.uploads.insert(row);
+    } catch (error) {
+      // without its row nothing would ever remove the staged file (e.g. a full database refused the row)
+      await this.deps.staging.remove(row.id).catch(() => undefined);
+      throw error;
+    }
     return this.answer(row);
   }
 

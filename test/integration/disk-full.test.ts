@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ApiClient } from '../support/client.js';
 import { useApp } from '../support/app.js';
@@ -51,4 +53,23 @@ describe('a full disk under the embedded database', () => {
     expect((await alice.get(`/api/files/${completed.json.id}/content`)).bytes.equals(source)).toBe(true);
   });
 
+  it('leaves no staged file behind for an upload whose creation the full database refused', async () => {
+    const alice = await newUser(app);
+    const before = new Set(await fsp.readdir(path.join(app.dataDir, 'uploads')).catch(() => []));
+    const created: string[] = [];
+    await capDatabase();
+    try {
+      const refused = await firstRefusal(async (n) => {
+        const answer = await alice.post('/api/uploads', { name: `orphan${n}.bin`, size: 1000 });
+        if (answer.status === 201) created.push(`${answer.json.uploadId}.part`);
+        return answer;
+      }, 201);
+      expect(refused.status).toBe(507);
+    } finally {
+      await uncapDatabase();
+    }
+    // nothing sweeps a staged file without a session: one left here would stay forever
+    const after = (await fsp.readdir(path.join(app.dataDir, 'uploads'))).filter((name) => !before.has(name));
+    expect(after.sort()).toEqual(created.sort());
+  });
 });
