@@ -4,7 +4,7 @@ import { Server, type ServerOptions } from '@tus/server';
 import { ERRORS as TUS_ERRORS, type Locker, type Upload } from '@tus/utils';
 import type { Logger } from 'pino';
 import type { ServerRequest } from 'srvx';
-import { AppError, ERRORS, isServiceOutage } from '../errors.js';
+import { AppError, ERRORS, isDiskFull, isServiceOutage } from '../errors.js';
 import type { FileService } from '../files/file.service.js';
 import { nameProblem, normalizeFolder } from '../files/names.js';
 import type { TempFiles } from '../storage/temp-file.js';
@@ -87,12 +87,15 @@ export class TusEndpoint {
       onUploadCreate: (req, upload) => this.onCreate(req, upload),
       onUploadFinish: (req, upload) => this.onFinish(req, upload),
       // tus answers a failure with a bare 500 text and keeps what it knows to itself: log it here (the
-      // file store passes only its own FILE_WRITE_ERROR, without the system error beneath)
+      // file store passes only its own FILE_WRITE_ERROR, without the system error beneath, but for a full
+      // disk, which is the server's condition and answers 507 like the other routes)
       onResponseError: (req, err) => {
         const outage = isServiceOutage(err);
-        const status = outage ? 503 : err instanceof Error ? 500 : err.status_code;
+        const full = isDiskFull(err);
+        const status = outage ? 503 : full ? 507 : err instanceof Error ? 500 : err.status_code;
         if (status >= 500 && status !== 501) this.deps.logger.error({ err, method: req.method, url: req.url }, 'tus request failed');
-        return outage ? refuse(503, 'unavailable', ERRORS.unavailable.message) : undefined;
+        if (outage) return refuse(503, 'unavailable', ERRORS.unavailable.message);
+        return full ? refuse(507, 'insufficient_storage', ERRORS.insufficient_storage.message) : undefined;
       },
     };
     this.server = new Server(options);

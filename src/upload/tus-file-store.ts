@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { FileStore } from '@tus/file-store';
 import { ERRORS, type Upload } from '@tus/utils';
+import { isDiskFull } from '../errors.js';
 import { eachPiece } from '../storage/each-piece.js';
 import { StagedFile, type Keeper } from '../storage/staged-file.js';
 
@@ -67,10 +68,11 @@ export class TusFileStore extends FileStore {
       });
       await writer.finish();
       return offset + received;
-    } catch {
+    } catch (error) {
       // bytes that did arrive are kept, as the file store's own write stream kept them
       await writer.finish().catch(() => undefined);
-      throw ERRORS.FILE_WRITE_ERROR;
+      // a full disk is told apart (507, see TusEndpoint); anything else stays tus's plain write error
+      throw isDiskFull(error) ? error : ERRORS.FILE_WRITE_ERROR;
     } finally {
       await writer.release();
       file.closeInBackground();

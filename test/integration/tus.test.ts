@@ -277,7 +277,7 @@ describe.each(profiles)('tus uploads (%s profile)', (profile) => {
     expect(await offsetOf(alice, url)).toBe('0');
   });
 
-  it('answers a failed write of the tus store as a JSON 500 without its detail, and logs the failure', async () => {
+  it('answers a PATCH on a full disk 507 insufficient_storage, logs it, and counts no unwritten byte in the offset', async () => {
     const alice = await newUser(app);
     const url = await create(alice, 1000, 'broken.bin');
     // the upload's data file becomes /dev/full: every write to it fails with ENOSPC
@@ -287,10 +287,11 @@ describe.each(profiles)('tus uploads (%s profile)', (profile) => {
     const logged = vi.spyOn(app.services.logger, 'error');
     try {
       const answer = await tus(alice, 'PATCH', url, { 'content-type': 'application/offset+octet-stream', 'upload-offset': '0' }, randomBytes(1000));
-      expect(answer.status).toBe(500);
+      expect(answer.status).toBe(507);
       const body = await answer.json();
-      expect(body).toEqual({ error: { code: 'internal', message: expect.any(String) } });
-      expect(logged).toHaveBeenCalledWith(expect.objectContaining({ err: expect.objectContaining({ status_code: 500 }), method: 'PATCH' }), 'tus request failed');
+      expect(body).toEqual({ error: { code: 'insufficient_storage', message: expect.any(String) } });
+      expect(logged).toHaveBeenCalledWith(expect.objectContaining({ err: expect.objectContaining({ code: 'ENOSPC' }), method: 'PATCH' }), 'tus request failed');
+      expect((await tus(alice, 'HEAD', url)).headers.get('upload-offset')).toBe('0');
     } finally {
       logged.mockRestore();
     }
