@@ -135,6 +135,11 @@ export class SlotWriter {
   private waitLeftMs = MAX_WAIT_FOR_ROOM_MS;
   /** With writeBehind: the previous slot's write, landing while the next slot fills. */
   private landing: Promise<void> | null = null;
+  /**
+   * A write that failed: nothing after it is written any more. A later slot landing beyond the failed
+   * one (space freed meanwhile) would grow the file past a hole of zeros, which tus counts as received.
+   */
+  private failure: unknown = null;
 
   constructor(
     private readonly file: StagedFile,
@@ -197,6 +202,7 @@ export class SlotWriter {
   }
 
   private writeGathered(): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
     const slot = this.slot;
     const length = this.filled;
     if (!slot || length === 0) return Promise.resolve();
@@ -214,6 +220,7 @@ export class SlotWriter {
       await beforeWrite?.();
       await this.file.write(bytes, position);
     } catch (error) {
+      this.failure ??= error;
       slots.give(slot);
       throw error;
     }

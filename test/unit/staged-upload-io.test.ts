@@ -239,3 +239,35 @@ describe('staged upload files', () => {
     await expect(hashers.finish('short', filePath, 2 * MiB)).rejects.toThrow(/ended at 1048576 bytes/);
   });
 });
+
+describe('a slot write that fails', () => {
+  it('stops every later write, so no slot lands beyond the failed one (a hole tus would count as received)', async () => {
+    const filePath = await stagedFile(0);
+    const file = await StagedFile.open(filePath);
+    const write = file.write.bind(file);
+    let failures = 0;
+    // the second slot's write fails once, as a full disk would before space is freed again
+    file.write = async (bytes, position) => {
+      if (position === MiB && failures++ === 0) throw Object.assign(new Error('no space left on device'), { code: 'ENOSPC' });
+      return write(bytes, position);
+    };
+    const writer = file.writerAt(0, { writeBehind: true });
+    const bytes = randomBytes(3 * MiB + 1000);
+    try {
+      await expect(
+        (async () => {
+          for (let at = 0; at < bytes.length; at += 64 * 1024) await writer.add(bytes.subarray(at, at + 64 * 1024));
+          await writer.finish();
+        })(),
+      ).rejects.toThrow('no space left on device');
+      // what the tus store does after a failed PATCH: write what did arrive
+      await expect(writer.finish()).rejects.toThrow('no space left on device');
+    } finally {
+      await writer.release();
+      await file.close();
+    }
+    const stored = await fsp.readFile(filePath);
+    expect(stored.length).toBe(MiB);
+    expect(stored.equals(bytes.subarray(0, MiB))).toBe(true);
+  });
+});
