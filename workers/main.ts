@@ -21,6 +21,11 @@ async function main(): Promise<void> {
       if (req.url !== '/metrics') return void res.writeHead(404).end();
       metrics.registry.metrics().then((body) => res.writeHead(200, { 'Content-Type': metrics.registry.contentType }).end(body));
     })
+    // without this a taken port is an unhandled 'error' event: a stack trace instead of one line
+    .once('error', (error: Error) => {
+      process.stderr.write(`filestore-worker: cannot listen on ${config.HOST}:${config.WORKER_METRICS_PORT} (WORKER_METRICS_PORT): ${error.message}\n`);
+      process.exit(1);
+    })
     .listen(config.WORKER_METRICS_PORT, config.HOST);
   logger.info({ metricsPort: config.WORKER_METRICS_PORT }, 'filestore worker running');
   const shutdown = (signal: string) => {
