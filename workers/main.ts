@@ -19,7 +19,11 @@ async function main(): Promise<void> {
   const metricsServer = http
     .createServer((req, res) => {
       if (req.url !== '/metrics') return void res.writeHead(404).end();
-      metrics.registry.metrics().then((body) => res.writeHead(200, { 'Content-Type': metrics.registry.contentType }).end(body));
+      // the queue gauge asks Redis: while it is down the scrape fails, not the worker (an unhandled rejection)
+      metrics.registry.metrics().then(
+        (body) => res.writeHead(200, { 'Content-Type': metrics.registry.contentType }).end(body),
+        (error: Error) => res.writeHead(503, { 'Content-Type': 'text/plain' }).end(`metrics unavailable: ${error.message}\n`),
+      );
     })
     // without this a taken port is an unhandled 'error' event: a stack trace instead of one line
     .once('error', (error: Error) => {
