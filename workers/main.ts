@@ -14,6 +14,12 @@ async function main(): Promise<void> {
   }
   const logger = pino({ level: config.LOG_LEVEL }).child({ role: 'worker' });
   const services = await openServices(config, logger, 'worker');
+  // BullMQ waits for Redis without end: a worker started while it is down hung silently, where one
+  // started while MariaDB is down fails. openServices has given Redis REDIS_TIMEOUT_SECONDS to answer.
+  await services.healthChecks.redis!().catch((error: Error) => {
+    process.stderr.write(`filestore-worker: failed to start: Redis unreachable (REDIS_URL): ${error.message}\n`);
+    process.exit(1);
+  });
   const metrics = new Metrics(() => services.jobs.stats());
   await runJobs(services, metrics.observeJob);
   const metricsServer = http

@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SERVICE_DEFAULTS, createScratchDatabase, servicesAvailable } from '../support/services.js';
+import { freePort } from '../support/workers.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
 const cleanups: Array<() => Promise<unknown>> = [];
@@ -59,5 +60,20 @@ describe('a port already in use at start', () => {
     });
     expect(code).toBe(1);
     expect(stderrLines).toEqual([expect.stringMatching(new RegExp(`^filestore-worker: cannot listen on 127\\.0\\.0\\.1:${port} \\(WORKER_METRICS_PORT\\): .*EADDRINUSE`))]);
+  }, 60_000);
+});
+
+describe('the worker with Redis unreachable at start', () => {
+  it('exits 1 with one stderr line naming REDIS_URL, as it does with MariaDB unreachable, instead of waiting silently', async () => {
+    if (!(await servicesAvailable('start-failures (worker, Redis down)', ['mariadb-pair', 'ceph-rgw']))) return;
+    const scratch = await createScratchDatabase();
+    cleanups.push(scratch.drop);
+    const nothingThere = await freePort();
+    const { code, stderrLines } = await run('workers/main.ts', {
+      FILESTORE_PROFILE: 'cluster', ...SERVICE_DEFAULTS, DB_PRIMARY_URL: scratch.primaryUrl, DB_REPLICA_URL: scratch.replicaUrl,
+      REDIS_URL: `redis://127.0.0.1:${nothingThere}`, REDIS_KEY_PREFIX: `filestore-start:${process.pid}:`, WORKER_METRICS_PORT: String(await freePort()),
+    });
+    expect(code).toBe(1); // null: still waiting after 30 s
+    expect(stderrLines).toEqual([expect.stringMatching(/^filestore-worker: failed to start: Redis unreachable \(REDIS_URL\): /)]);
   }, 60_000);
 });
