@@ -3,7 +3,17 @@ import { z } from 'zod';
 
 const port = z.string().regex(/^\d{1,5}$/, 'must be a port number').transform(Number).pipe(z.number().max(65535));
 const positiveInt = z.string().regex(/^\d+$/, 'must be a whole number').transform(Number).pipe(z.number().int().positive());
-const optionalUrl = z.string().url().optional();
+/**
+ * A URL of one of `schemes` with a host. z.string().url() took "localhost:7480" (scheme "localhost:"),
+ * and the S3 SDK then failed every request instead of the start failing.
+ */
+const urlOf = (...schemes: string[]) =>
+  z
+    .string()
+    .refine((value) => URL.canParse(value) && schemes.includes(new URL(value).protocol) && new URL(value).hostname !== '', {
+      message: `must be a ${schemes.map((scheme) => `${scheme}//`).join(' or ')} URL with a host`,
+    })
+    .optional();
 
 /** Every environment variable the service reads, with its default; README documents the same table. */
 const schema = z.object({
@@ -12,13 +22,13 @@ const schema = z.object({
   HOST: z.string().min(1).default('0.0.0.0'),
   DATA_DIR: z.string().min(1).default('./data'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  DB_PRIMARY_URL: optionalUrl,
-  DB_REPLICA_URL: optionalUrl,
-  REDIS_URL: optionalUrl,
+  DB_PRIMARY_URL: urlOf('mysql:'),
+  DB_REPLICA_URL: urlOf('mysql:'),
+  REDIS_URL: urlOf('redis:', 'rediss:'),
   REDIS_KEY_PREFIX: z.string().default('filestore:'),
   DB_TIMEOUT_SECONDS: positiveInt.default(5),
   REDIS_TIMEOUT_SECONDS: positiveInt.default(2),
-  S3_ENDPOINT: optionalUrl,
+  S3_ENDPOINT: urlOf('http:', 'https:'),
   S3_BUCKET: z.string().min(1).optional(),
   S3_ACCESS_KEY: z.string().min(1).optional(),
   S3_SECRET_KEY: z.string().min(1).optional(),
@@ -41,7 +51,7 @@ const schema = z.object({
   S3_ABANDONED_UPLOAD_SECONDS: positiveInt.default(24 * 3600),
   TRANSFER_RETRY_AFTER_SECONDS: positiveInt.default(3600),
   ADMIN_USERS: z.string().default('').transform((list) => list.split(',').map((name) => name.trim()).filter(Boolean)),
-  S3_PUBLIC_ENDPOINT: optionalUrl,
+  S3_PUBLIC_ENDPOINT: urlOf('http:', 'https:'),
   WORKER_METRICS_PORT: port.default(9464),
 });
 

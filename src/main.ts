@@ -16,7 +16,12 @@ async function main(): Promise<void> {
     // one process: the same processors the cluster's workers run, persisted in SQLite
     await runJobs(services, metrics.observeJob);
   }
-  const server: Server = buildApp(services, metrics).listen(config.PORT, config.HOST, () => {
+  // express 5 hands a failed listen (port taken) to this callback as well, instead of an 'error' event
+  const server: Server = buildApp(services, metrics).listen(config.PORT, config.HOST, (error?: Error) => {
+    if (error) {
+      process.stderr.write(`filestore: cannot listen on ${config.HOST}:${config.PORT} (PORT): ${error.message}\n`);
+      process.exit(1);
+    }
     logger.info({ port: config.PORT, host: config.HOST, profile: config.FILESTORE_PROFILE, dataDir: config.DATA_DIR }, 'filestore listening');
   });
   applyTimeouts(server, config);

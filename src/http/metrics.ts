@@ -62,8 +62,20 @@ export class Metrics {
   middleware(): RequestHandler {
     return (req, res, next) => {
       const stop = this.httpDuration.startTimer();
+      // The full pattern is taken when the router sets req.route: by 'finish' a request that failed has
+      // left its router, whose baseUrl is gone ('/files/:id' instead of '/api/files/:id').
+      let matched: typeof req.route;
+      let route = 'unmatched';
+      Object.defineProperty(req, 'route', {
+        configurable: true,
+        enumerable: true,
+        get: () => matched,
+        set: (value: typeof req.route) => {
+          matched = value;
+          if (value?.path) route = `${req.baseUrl}${String(value.path)}`;
+        },
+      });
       res.on('finish', () => {
-        const route = req.route?.path ? `${req.baseUrl}${String(req.route.path)}` : 'unmatched';
         stop({ method: req.method, route, status: String(res.statusCode) });
       });
       next();

@@ -62,4 +62,18 @@ describe.each(profiles)('health and metrics (%s profile)', (profile) => {
     // route labels are patterns, never raw URLs with ids in them
     expect(text).not.toContain(file.id);
   });
+
+  it('GET /metrics labels a request that ended in an error with the same full route pattern as a successful one', async () => {
+    const alice = await newUser(app);
+    expect((await alice.get('/api/files/00000000-0000-4000-8000-000000000000')).status).toBe(404);
+    expect((await new ApiClient(app.baseUrl).post('/api/auth/login', { username: 'nobody-here', password: 'wrong-password' })).status).toBe(401);
+
+    const scrape = async () => (await new ApiClient(app.baseUrl).get('/metrics')).text;
+    const count = (text: string, labels: Record<string, string>) => sample(text, 'filestore_http_request_duration_seconds_count', labels) ?? 0;
+    // an error leaves its router before the response finishes: the label was '/files/:id', '/login'
+    await expect.poll(async () => count(await scrape(), { method: 'POST', route: '/api/auth/login', status: '401' })).toBeGreaterThanOrEqual(1);
+    const text = await scrape();
+    expect(count(text, { method: 'GET', route: '/api/files/:id', status: '404' })).toBeGreaterThanOrEqual(1);
+    expect(text).not.toMatch(/route="\/(files|login)/);
+  });
 });

@@ -102,6 +102,27 @@ describe('loadConfig', () => {
     expect(configError({ ...CLUSTER_ENV, DB_PRIMARY_URL: 'not a url' }).message).toContain('DB_PRIMARY_URL');
   });
 
+  it('rejects service URLs without their scheme or of another scheme, naming the variable', () => {
+    // "localhost:7480" parses as a URL of scheme "localhost:"; the S3 SDK then failed every request
+    for (const [variable, value] of [
+      ['S3_ENDPOINT', 'localhost:7480'],
+      ['S3_PUBLIC_ENDPOINT', 'files.example.com:443'],
+      ['REDIS_URL', 'localhost:6379'],
+      ['DB_PRIMARY_URL', 'http://app:pw@127.0.0.1:3316/filestore'],
+      ['DB_REPLICA_URL', 'mysql:///filestore'],
+    ] as const) {
+      const message = configError({ ...CLUSTER_ENV, [variable]: value }).message;
+      expect(message).toMatch(new RegExp(`^invalid configuration: ${variable}\\b.*: must be a .* URL with a host$`));
+      // a database or Redis URL may carry a password
+      if (variable.endsWith('_URL')) expect(message).not.toContain(value);
+    }
+  });
+
+  it('accepts rediss:// and https:// service URLs', () => {
+    const config = loadConfig({ ...CLUSTER_ENV, REDIS_URL: 'rediss://cache.internal:6380', S3_ENDPOINT: 'https://s3.internal' });
+    expect([config.REDIS_URL, config.S3_ENDPOINT]).toEqual(['rediss://cache.internal:6380', 'https://s3.internal']);
+  });
+
   it('accepts the cluster profile when every backing service is configured', () => {
     const config = loadConfig(CLUSTER_ENV);
     expect(config.FILESTORE_PROFILE).toBe('cluster');
