@@ -3,6 +3,8 @@ import { z } from 'zod';
 
 const port = z.string().regex(/^\d{1,5}$/, 'must be a port number').transform(Number).pipe(z.number().max(65535));
 const positiveInt = z.string().regex(/^\d+$/, 'must be a whole number').transform(Number).pipe(z.number().int().positive());
+/** Seconds a timer waits: Node holds at most 2^31-1 ms in one, and shortens a longer wait to 1 ms (with a warning). */
+const timerSeconds = positiveInt.pipe(z.number().max(2_147_483, 'must be at most 2147483 (about 24 days)'));
 /**
  * A URL of one of `schemes` with a host. z.string().url() took "localhost:7480" (scheme "localhost:"),
  * and the S3 SDK then failed every request instead of the start failing.
@@ -26,8 +28,8 @@ const schema = z.object({
   DB_REPLICA_URL: urlOf('mysql:'),
   REDIS_URL: urlOf('redis:', 'rediss:'),
   REDIS_KEY_PREFIX: z.string().default('filestore:'),
-  DB_TIMEOUT_SECONDS: positiveInt.default(5),
-  REDIS_TIMEOUT_SECONDS: positiveInt.default(2),
+  DB_TIMEOUT_SECONDS: timerSeconds.default(5),
+  REDIS_TIMEOUT_SECONDS: timerSeconds.default(2),
   S3_ENDPOINT: urlOf('http:', 'https:'),
   S3_BUCKET: z.string().min(1).optional(),
   S3_ACCESS_KEY: z.string().min(1).optional(),
@@ -41,11 +43,11 @@ const schema = z.object({
   READ_YOUR_WRITES_SECONDS: positiveInt.default(5),
   MAX_UPLOAD_BYTES: positiveInt.default(64 * 1024 ** 3),
   UPLOAD_TTL_SECONDS: positiveInt.default(24 * 3600),
-  TUS_LOCK_TIMEOUT_SECONDS: positiveInt.default(30),
-  IDLE_TIMEOUT_SECONDS: positiveInt.default(120),
+  TUS_LOCK_TIMEOUT_SECONDS: timerSeconds.default(30),
+  IDLE_TIMEOUT_SECONDS: timerSeconds.default(120),
   DEDUPE_SCOPE: z.enum(['global', 'user']).default('global'),
   GC_GRACE_SECONDS: positiveInt.default(3600),
-  GC_INTERVAL_SECONDS: positiveInt.default(300),
+  GC_INTERVAL_SECONDS: timerSeconds.default(300),
   GC_ORPHAN_GRACE_SECONDS: positiveInt.default(24 * 3600),
   VERIFY_INTERVAL_SECONDS: positiveInt.default(7 * 24 * 3600),
   S3_ABANDONED_UPLOAD_SECONDS: positiveInt.default(24 * 3600),

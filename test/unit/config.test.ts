@@ -102,6 +102,14 @@ describe('loadConfig', () => {
     expect(configError({ ...CLUSTER_ENV, DB_PRIMARY_URL: 'not a url' }).message).toContain('DB_PRIMARY_URL');
   });
 
+  it('rejects a timeout or interval longer than a Node timer holds (2^31-1 ms), naming the variable', () => {
+    // Node shortens such a wait to 1 ms: a Redis command timeout of 3,000,000 s would fail every command
+    for (const variable of ['DB_TIMEOUT_SECONDS', 'REDIS_TIMEOUT_SECONDS', 'TUS_LOCK_TIMEOUT_SECONDS', 'IDLE_TIMEOUT_SECONDS', 'GC_INTERVAL_SECONDS']) {
+      expect(configError({ [variable]: '3000000' }).message).toMatch(new RegExp(`^invalid configuration: ${variable}\\b.*must be at most 2147483`));
+      expect(loadConfig({ [variable]: '2147483' })[variable as 'GC_INTERVAL_SECONDS']).toBe(2_147_483);
+    }
+  });
+
   it('rejects service URLs without their scheme or of another scheme, naming the variable', () => {
     // "localhost:7480" parses as a URL of scheme "localhost:"; the S3 SDK then failed every request
     for (const [variable, value] of [
