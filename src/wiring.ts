@@ -22,7 +22,7 @@ import { ContentStore } from './files/content-store.js';
 import { FileService } from './files/file.service.js';
 import { FolderService } from './files/folder.service.js';
 import type { HealthCheck } from './http/health.routes.js';
-import type { JobQueue } from './jobs/job-queue.js';
+import { enqueueTransfer, type JobQueue } from './jobs/job-queue.js';
 import { SqlJobQueue } from './jobs/job-queue.sql.js';
 import { LocalBlobStore } from './storage/blob-store.local.js';
 import { prepareDataDir } from './storage/data-dir.js';
@@ -163,7 +163,7 @@ export async function openServices(config: Config, logger: Logger, role: Role = 
   const temp = new TempFiles(config.DATA_DIR, hashers);
   const content = new ContentStore({
     db, blobs, landing: local, tiers: { local, s3 },
-    onLanded: s3 ? (fileId) => jobs.enqueue('transfer', { fileId }, { key: `transfer:${fileId}` }) : undefined,
+    onLanded: s3 ? (fileId) => enqueueTransfer(jobs, fileId) : undefined,
   });
   const accessTokens = new AccessTokens(await loadSigningKey(config.DATA_DIR, config.JWT_SECRET), config.ACCESS_TOKEN_TTL_SECONDS, (id) =>
     users.exists(id),

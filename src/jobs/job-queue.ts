@@ -50,3 +50,11 @@ export interface JobQueue {
 
 export const JOB_ATTEMPTS = 5;
 export const BACKOFF_BASE_MS = 1000;
+
+/**
+ * Queues the move of blob `fileId` to S3, under the one key every enqueuer of it uses (landing, revive,
+ * gc's sweep): a transfer still waiting or running is not queued twice, and one that failed is replaced.
+ */
+export function enqueueTransfer(jobs: JobQueue, fileId: number): Promise<void> {
+  return jobs.enqueue('transfer', { fileId }, { key: `transfer:${fileId}` });
+}
