@@ -20,9 +20,8 @@ const UTF8 = new TextDecoder('utf-8', { fatal: true });
  * such bytes to U+FFFD, so the name stored would not be the name sent; it is refused instead.
  */
 export function notUtf8(header: string, keys: string[]): string | undefined {
-  for (const pair of header.split(',')) {
-    const [key, value = ''] = pair.trim().split(' ');
-    if (!keys.includes(key!)) continue;
+  for (const { key, value } of pairsOf(header)) {
+    if (!keys.includes(key)) continue;
     try {
       UTF8.decode(Buffer.from(value, 'base64'));
     } catch {
@@ -38,10 +37,17 @@ export function notUtf8(header: string, keys: string[]): string | undefined {
  */
 export function clientMetadata(metadata: string): { metadata: string; fileId: string | null } {
   let fileId: string | null = null;
-  const pairs = metadata.split(',').filter((pair) => {
-    const [key, value = ''] = pair.trim().split(' ');
+  const pairs = pairsOf(metadata).filter(({ key, value }) => {
     if (key === FILE_METADATA_KEY) fileId = Buffer.from(value, 'base64').toString();
-    return !SERVER_METADATA_KEYS.includes(key!);
+    return !SERVER_METADATA_KEYS.includes(key);
   });
-  return { metadata: pairs.join(','), fileId };
+  return { metadata: pairs.map(({ pair }) => pair).join(','), fileId };
+}
+
+/** Each `key base64value` pair of an Upload-Metadata value, as sent and split. */
+function pairsOf(header: string): Array<{ pair: string; key: string; value: string }> {
+  return header.split(',').map((pair) => {
+    const [key = '', value = ''] = pair.trim().split(' ');
+    return { pair, key, value };
+  });
 }
