@@ -254,9 +254,26 @@ export async function uploadBenchmark() {
     console.log(`context: a server that cost what (a) cost per GiB (${fixed(ceiling.nginxCpu, 2)} CPU s, curl's included) and hashed as fast as (f) (${fixed(ceiling.sha1Cpu, 2)} s)`);
     console.log(`  could reach at most ${fixed(ceiling.mibps, 0)} MiB/s on ${os.cpus().length} cores with every core busy = ${fixed(ceiling.mibps / a, 2)} × (a); ${c ? `(c) cost ${fixed(cpuPerGiB(results.chunked), 2)} CPU s per GiB` : ''}`);
   }
+  const paired = pairedRatios(rounds);
+  if (paired) console.log(`context: per round ((a), (b), (c) back to back, so each round shares the machine's moment): ${paired}`);
   const d = rate(results.dd);
   if (c && d) console.log(`context: (c)/(f dd conv=fsync) = ${(c / d).toFixed(2)}; (a) and (b) leave the bytes in the page cache, (c) answers once they are on disk`);
 }
+
+/**
+ * Each round's (c)/(a) and (c)/(b). The medians of the stages come from different rounds; on a VM whose
+ * speed wanders within a minute (nginx 398–912 MiB/s in one run), the ratio within a round is the steadier
+ * reading, and their spread shows how far one run's ratio can be trusted.
+ */
+function pairedRatios(rounds) {
+  const count = rounds.chunked.length;
+  if (count < 2) return null;
+  const ratios = (other) => (other.length === count && !other.some((m) => m.skipped) ? rounds.chunked.map((c, i) => other[i].seconds / c.seconds) : null);
+  const line = (label, values) => (values ? `${label} ${values.map((v) => v.toFixed(2)).join(', ')} (median ${median(values).toFixed(2)})` : null);
+  return [line('(c)/(a)', ratios(rounds.nginx)), line('(c)/(b)', ratios(rounds.peer))].filter(Boolean).join('; ') || null;
+}
+
+const median = (values) => [...values].sort((x, y) => x - y)[Math.floor((values.length - 1) / 2)];
 
 const cpuPerGiB = (stage) => (((stage.serverCpu ?? 0) + stage.clientCpu) * 1024 * MiB) / SIZE;
 
