@@ -3,8 +3,14 @@ import { AppError } from '../errors.js';
 const MAX_NAME_BYTES = 255;
 /** Keeps (user_id, folder) indexable in MariaDB's 3072-byte key limit with utf8mb4. */
 export const MAX_FOLDER_CHARS = 700;
+// C0 controls, DEL and the C1 controls (U+0080–U+009F): control characters all, none of them text
 // eslint-disable-next-line no-control-regex
-const FORBIDDEN = /[/\\\u0000-\u001f\u007f]/;
+const FORBIDDEN = /[/\\\u0000-\u001f\u007f-\u009f]/;
+// Bidirectional embeddings, overrides and isolates reorder the text around them: "invoice\u202efdp.exe"
+// shows as "invoiceexe.pdf" (the "Trojan Source" trick, CVE-2021-42574). LRM/RLM (U+200E/U+200F) and
+// ALM (U+061C) are kept: they only set the direction of the neutral characters next to them, cannot
+// reverse a run of letters, and RTL writers need them to show names with digits and extensions right.
+const BIDI_CONTROL = /[\u202a-\u202e\u2066-\u2069]/;
 // A UTF-16 surrogate with no partner has no UTF-8 form: storing it would turn it into U+FFFD, a
 // different name than the one sent. With the u flag a proper pair is one code point and does not match.
 // (String.prototype.isWellFormed says the same, but is not in the ES2022 library this compiles against.)
@@ -12,11 +18,19 @@ const LONE_SURROGATE = /\p{Surrogate}/u;
 
 /** Why a single file or folder name is unacceptable, or null when it is fine. */
 export function nameProblem(name: string): string | null {
-  if (name.length === 0) return 'a name must not be empty';
-  if (name === '.' || name === '..') return 'a name must not be "." or ".."';
+  const shape = segmentShapeProblem(name);
+  if (shape) return shape;
   if (FORBIDDEN.test(name)) return 'a name must not contain "/", "\\", NUL or control characters';
-  if (LONE_SURROGATE.test(name)) return 'a name must be valid Unicode: no unpaired UTF-16 surrogate';
+  if (BIDI_CONTROL.test(name)) return 'a name must not contain bidirectional embedding, override or isolate characters';
   if (Buffer.byteLength(name, 'utf8') > MAX_NAME_BYTES) return `a name must be at most ${MAX_NAME_BYTES} bytes`;
+  return null;
+}
+
+/** What makes a segment no segment at all, or no name the database could be asked about. */
+function segmentShapeProblem(segment: string): string | null {
+  if (segment.length === 0) return 'a name must not be empty';
+  if (segment === '.' || segment === '..') return 'a name must not be "." or ".."';
+  if (LONE_SURROGATE.test(segment)) return 'a name must be valid Unicode: no unpaired UTF-16 surrogate';
   return null;
 }
 
@@ -31,6 +45,18 @@ export function assertValidName(name: string): string {
  * rejected, never resolved; a trailing "/" is dropped.
  */
 export function normalizeFolder(input: string): string {
+  return canonicalFolder(input, nameProblem);
+}
+
+/**
+ * A folder that is looked up (listed, deleted), not made: it needs the path's shape, not the name rules,
+ * so a folder stored before a character was refused stays reachable. Made folders obey normalizeFolder.
+ */
+export function normalizeFolderToFind(input: string): string {
+  return canonicalFolder(input, segmentShapeProblem);
+}
+
+function canonicalFolder(input: string, segmentProblem: (segment: string) => string | null): string {
   if (!input.startsWith('/')) throw new AppError('invalid_path', 'a folder path must start with "/"');
   // only one trailing "/" is dropped: "//" would otherwise slip through as the root
   const trimmed = input.length > 1 && input.endsWith('/') ? input.slice(0, -1) : input;
@@ -38,7 +64,7 @@ export function normalizeFolder(input: string): string {
   if (trimmed === '/') return '/';
   const segments = trimmed.slice(1).split('/');
   for (const segment of segments) {
-    const problem = nameProblem(segment);
+    const problem = segmentProblem(segment);
     if (problem) throw new AppError('invalid_path', `folder segment ${JSON.stringify(segment)}: ${problem}`);
   }
   if (trimmed.length > MAX_FOLDER_CHARS) throw new AppError('invalid_path', `a folder path must be at most ${MAX_FOLDER_CHARS} characters`);

@@ -6,17 +6,19 @@ import { currentUser } from '../auth/auth.middleware.js';
 import { AppError } from '../errors.js';
 import type { FileService, FileView } from '../files/file.service.js';
 import type { FolderService } from '../files/folder.service.js';
-import { assertValidName, normalizeFolder } from '../files/names.js';
+import { assertValidName, normalizeFolder, normalizeFolderToFind } from '../files/names.js';
 import type { TempFiles } from '../storage/temp-file.js';
-import { singleFileUpload } from './multipart.js';
+import { singleFileUpload, uploadedFileName } from './multipart.js';
 import { parseRange } from './range.js';
 import { parseInput } from './validate.js';
 
 const folderField = z.string().max(4096).default('/').transform(normalizeFolder);
 const nameField = z.string().max(1024).transform(assertValidName);
 const uploadFields = z.object({ folder: folderField });
-const listQuery = z.object({ folder: folderField });
+// a folder looked up rather than made: one stored before a character was refused can still be reached
+const listQuery = z.object({ folder: z.string().max(4096).default('/').transform(normalizeFolderToFind) });
 const folderBody = z.object({ path: z.string().max(4096).transform(normalizeFolder) });
+const folderQuery = z.object({ path: z.string().max(4096).transform(normalizeFolderToFind) });
 const patchBody = z
   .object({ name: nameField.optional(), folder: z.string().max(4096).transform(normalizeFolder).optional() })
   .strict();
@@ -41,7 +43,7 @@ export function fileRoutes({ files, folders, temp, maxUploadBytes, onUploadedByt
     if (!hashed) throw new AppError('invalid_input', 'Send the file in the multipart field "file".');
     try {
       const { folder } = parseInput(uploadFields, req.body);
-      const name = assertValidName(req.file?.originalname ?? '');
+      const name = assertValidName(uploadedFileName(req.file));
       const { file, created } = await files.linkContent(user.userId, folder, name, hashed);
       res.status(created ? 201 : 200).json(file);
     } finally {
@@ -121,7 +123,7 @@ export function fileRoutes({ files, folders, temp, maxUploadBytes, onUploadedByt
   });
 
   router.delete('/folders', async (req, res) => {
-    const { path } = parseInput(folderBody, req.query);
+    const { path } = parseInput(folderQuery, req.query);
     await folders.remove(currentUser(req).userId, path);
     res.status(204).end();
   });

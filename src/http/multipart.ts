@@ -1,5 +1,6 @@
 import type { Request } from 'express';
 import multer from 'multer';
+import { AppError } from '../errors.js';
 import type { HashedTempFile, TempFiles } from '../storage/temp-file.js';
 
 declare module 'express-serve-static-core' {
@@ -44,4 +45,16 @@ export function singleFileUpload(temp: TempFiles, maxBytes: number, onBytes: (co
     preservePath: true,
     limits: { fileSize: maxBytes, files: 1, fields: 10, fieldSize: 4096, parts: 12 },
   }).single('file');
+}
+
+/**
+ * The file part's name as busboy decoded it, refused when it holds U+FFFD. busboy decodes the name
+ * (filename= as UTF-8, filename*= in its declared charset) without failing: bytes that are not text in
+ * that charset become U+FFFD, a different name than the one sent. The bytes are gone by then, so a
+ * U+FFFD the client meant (UTF-8 EF BF BD) cannot be told apart and is refused with them.
+ */
+export function uploadedFileName(file: Express.Multer.File | undefined): string {
+  const name = file?.originalname ?? '';
+  if (name.includes('\ufffd')) throw new AppError('invalid_name', 'the file name is not valid UTF-8 (or not valid in its declared charset)');
+  return name;
 }

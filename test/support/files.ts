@@ -16,8 +16,11 @@ export async function newUser(app: RunningApp): Promise<ApiClient & { userId: st
 }
 
 export interface RawPart {
-  /** The whole Content-Disposition value, sent byte for byte as UTF-8 (control characters included). */
-  disposition: string;
+  /**
+   * The whole Content-Disposition value, sent byte for byte: a string as UTF-8 (control characters
+   * included), a Buffer as it is (bytes that are not UTF-8).
+   */
+  disposition: string | Buffer;
   contentType?: string;
   body: Buffer | string;
 }
@@ -30,18 +33,19 @@ export function rawMultipart(parts: RawPart[]): { body: Buffer; headers: Record<
   const boundary = `----filestore-test-${Math.random().toString(36).slice(2)}`;
   const chunks: Buffer[] = [];
   for (const part of parts) {
-    let head = `--${boundary}\r\nContent-Disposition: ${part.disposition}\r\n`;
-    if (part.contentType) head += `Content-Type: ${part.contentType}\r\n`;
-    chunks.push(Buffer.from(head + '\r\n', 'utf8'), Buffer.from(part.body), Buffer.from('\r\n'));
+    let rest = '\r\n';
+    if (part.contentType) rest += `Content-Type: ${part.contentType}\r\n`;
+    chunks.push(Buffer.from(`--${boundary}\r\nContent-Disposition: `), Buffer.from(part.disposition), Buffer.from(rest + '\r\n'));
+    chunks.push(Buffer.from(part.body), Buffer.from('\r\n'));
   }
   chunks.push(Buffer.from(`--${boundary}--\r\n`));
   return { body: Buffer.concat(chunks), headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } };
 }
 
 /** POSTs one file part whose Content-Disposition filename parameter is `filenameParam`, verbatim. */
-export function uploadRaw(client: ApiClient, filenameParam: string, bytes: Buffer, fields: Record<string, string> = {}) {
+export function uploadRaw(client: ApiClient, filenameParam: string | Buffer, bytes: Buffer, fields: Record<string, string> = {}) {
   const parts: RawPart[] = Object.entries(fields).map(([name, value]) => ({ disposition: `form-data; name="${name}"`, body: value }));
-  parts.push({ disposition: `form-data; name="file"; ${filenameParam}`, contentType: 'application/octet-stream', body: bytes });
+  parts.push({ disposition: Buffer.concat([Buffer.from('form-data; name="file"; '), Buffer.from(filenameParam)]), contentType: 'application/octet-stream', body: bytes });
   const { body, headers } = rawMultipart(parts);
   return client.request('POST', '/api/files', { body: new Uint8Array(body), headers });
 }

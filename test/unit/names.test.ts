@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { AppError } from '../../src/errors.js';
-import { assertValidName, nameProblem, normalizeFolder } from '../../src/files/names.js';
+import { assertValidName, nameProblem, normalizeFolder, normalizeFolderToFind } from '../../src/files/names.js';
 
 /** The AppError code `fn` throws, or a failure when it does not throw one. */
 function thrownCode(fn: () => unknown): string {
@@ -49,6 +49,42 @@ describe('nameProblem / assertValidName', () => {
   ])('rejects a name containing %s', (_label, name) => {
     expect(nameProblem(name)).not.toBeNull();
     expect(thrownCode(() => assertValidName(name))).toBe('invalid_name');
+  });
+
+  it.each([
+    ['C1 0x80', 'a\u0080b'],
+    ['NEL (0x85), a line break', 'a\u0085b'],
+    ['CSI (0x9b), an escape sequence start', '\u009b31mred'],
+    ['C1 0x9f', 'a\u009fb'],
+  ])('rejects a name containing the C1 control character %s', (_label, name) => {
+    expect(nameProblem(name)).toMatch(/control characters/);
+    expect(thrownCode(() => assertValidName(name))).toBe('invalid_name');
+  });
+
+  it.each([
+    ['LRE', '\u202a'],
+    ['RLE', '\u202b'],
+    ['PDF', '\u202c'],
+    ['LRO', '\u202d'],
+    ['RLO', '\u202e'],
+    ['LRI', '\u2066'],
+    ['RLI', '\u2067'],
+    ['FSI', '\u2068'],
+    ['PDI', '\u2069'],
+  ])('rejects a name containing the bidirectional control %s', (_label, bidi) => {
+    const name = `invoice${bidi}fdp.exe`;
+    expect(nameProblem(name)).toMatch(/bidirectional/);
+    expect(thrownCode(() => assertValidName(name))).toBe('invalid_name');
+  });
+
+  it.each([
+    ['LRM (U+200E)', 'report\u200e.pdf'],
+    ['RLM (U+200F) after RTL text and digits', 'דוח 2024\u200f.pdf'],
+    ['ALM (U+061C)', 'تقرير\u061c.pdf'],
+    ['NBSP (U+00A0), the first character after C1', 'a\u00a0b'],
+    ['a ZWJ emoji sequence', '👩\u200d💻.txt'],
+  ])('keeps a name with %s', (_label, name) => {
+    expect(nameProblem(name)).toBeNull();
   });
 
   it('accepts a name of exactly 255 UTF-8 bytes', () => {
@@ -114,6 +150,9 @@ describe('normalizeFolder', () => {
     ['a NUL byte', '/a\u0000/b'],
     ['a newline', '/a/b\nc'],
     ['a lone surrogate', '/a/b\ud800c'],
+    ['a C1 control character', '/a/b\u0085c'],
+    ['a right-to-left override', '/a/gpj\u202eexe'],
+    ['a first-strong isolate', '/a\u2068b'],
   ])('rejects a segment containing %s', (_label, input) => {
     expect(thrownCode(() => normalizeFolder(input))).toBe('invalid_path');
   });
@@ -125,5 +164,16 @@ describe('normalizeFolder', () => {
 
   it('names the offending segment in the error message', () => {
     expect(() => normalizeFolder('/ok/../x')).toThrow(/".."/);
+  });
+});
+
+describe('normalizeFolderToFind', () => {
+  it('reaches a folder whose segments a new name could no longer have', () => {
+    expect(normalizeFolderToFind('/a\u202eb/c\u0085d/')).toBe('/a\u202eb/c\u0085d');
+    expect(normalizeFolderToFind('/')).toBe('/');
+  });
+
+  it.each(['a', '', '/a/..', '/./a', '/a//b', '//', '/a/b\ud800'])('still refuses the malformed path %j', (input) => {
+    expect(thrownCode(() => normalizeFolderToFind(input))).toBe('invalid_path');
   });
 });
