@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { AdminService } from './admin/admin.service.js';
 import { AccessTokens } from './auth/access-tokens.js';
 import { AuthService } from './auth/auth.service.js';
+import { PasswordHashing } from './auth/password-hashing.js';
 import { loadSigningKey } from './auth/secrets.js';
 import type { Cache } from './cache/cache.js';
 import { MemoryCache } from './cache/cache.memory.js';
@@ -49,6 +50,7 @@ export interface Services {
   jobs: JobQueue;
   accessTokens: AccessTokens;
   auth: AuthService;
+  passwords: PasswordHashing;
   files: FileService;
   folders: FolderService;
   uploads: UploadService;
@@ -168,11 +170,15 @@ export async function openServices(config: Config, logger: Logger, role: Role = 
   const accessTokens = new AccessTokens(await loadSigningKey(config.DATA_DIR, config.JWT_SECRET), config.ACCESS_TOKEN_TTL_SECONDS, (id) =>
     users.exists(id),
   );
+  const passwords = new PasswordHashing(config.ARGON2_MAX_CONCURRENT, config.ARGON2_MAX_QUEUED);
   const auth = new AuthService({
-    users, tokens: new TokensRepository(db), accessTokens, cache,
+    users, tokens: new TokensRepository(db), accessTokens, cache, passwords,
     refreshTtlSeconds: config.REFRESH_TOKEN_TTL_SECONDS,
     loginMaxFailures: config.LOGIN_MAX_FAILURES,
+    loginMaxFailuresPerIp: config.LOGIN_IP_MAX_FAILURES,
     loginWindowSeconds: config.LOGIN_WINDOW_SECONDS,
+    registerMaxPerIp: config.REGISTER_MAX_PER_IP,
+    registerWindowSeconds: config.REGISTER_WINDOW_SECONDS,
   });
   const files = new FileService({ db, blobs, userFiles, folders: folderRepo, content, temp });
   const uploadsRepo = new UploadsRepository(db);
@@ -189,7 +195,7 @@ export async function openServices(config: Config, logger: Logger, role: Role = 
     locker, files, temp, hashers, logger,
   });
   return {
-    config, logger, db, blobs, users, content, local, s3, jobs, accessTokens, auth, files,
+    config, logger, db, blobs, users, content, local, s3, jobs, accessTokens, auth, passwords, files,
     folders: new FolderService({ db, folders: folderRepo, userFiles }),
     uploads, completion, tus, temp, verifiers,
     admin: new AdminService({ db, users, jobs, adminUsernames: config.ADMIN_USERS }),

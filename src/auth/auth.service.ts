@@ -1,11 +1,12 @@
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
-import { hash, verify } from '@node-rs/argon2';
+import { hash } from '@node-rs/argon2';
 import type { Cache } from '../cache/cache.js';
 import { isUniqueViolation } from '../db/database.js';
 import type { TokensRepository } from '../db/tokens.repository.js';
 import type { UsersRepository } from '../db/users.repository.js';
 import { AppError } from '../errors.js';
 import type { AccessTokens } from './access-tokens.js';
+import type { PasswordHashing } from './password-hashing.js';
 
 export interface TokenPair {
   accessToken: string;
@@ -18,50 +19,77 @@ export interface AuthServiceDeps {
   tokens: TokensRepository;
   accessTokens: AccessTokens;
   cache: Cache;
+  passwords: PasswordHashing;
   refreshTtlSeconds: number;
   loginMaxFailures: number;
+  loginMaxFailuresPerIp: number;
   loginWindowSeconds: number;
+  registerMaxPerIp: number;
+  registerWindowSeconds: number;
 }
 
-// Verified against when the username is unknown, so both failures cost the same time.
+// Verified against when the username is unknown, so both failures cost the same time. Hashed once at
+// import, outside PasswordHashing's turns.
 const DUMMY_HASH = hash('not-a-real-password-' + randomUUID());
 
 export class AuthService {
   constructor(private readonly deps: AuthServiceDeps) {}
 
-  async register(username: string, password: string): Promise<{ id: string; username: string }> {
+  /**
+   * Registrations per client IP are counted, each before its password is hashed (a taken username
+   * counts too: it cost a hash); one that failed for the server's reasons is handed back.
+   */
+  async register(username: string, password: string, ip: string): Promise<{ id: string; username: string }> {
+    const throttleKey = `register:${ip}`;
+    await this.takeAttempt(throttleKey, this.deps.registerMaxPerIp, this.deps.registerWindowSeconds);
     const id = randomUUID();
     try {
-      await this.deps.users.create({ id, username, password_hash: await hash(password), created_at: Date.now() });
+      await this.deps.users.create({ id, username, password_hash: await this.deps.passwords.hash(password), created_at: Date.now() });
     } catch (error) {
       if (isUniqueViolation(error)) throw new AppError('username_taken');
+      await this.deps.cache.giveBack(throttleKey);
       throw error;
     }
     return { id, username };
   }
 
   /**
-   * Failed attempts per username+ip are counted; past the limit even a right password waits. Each
-   * attempt is counted before its password is checked, in one atomic step with the limit check, so
-   * guesses sent at once cannot have more than the limit checked; a right password clears the count.
+   * Failed attempts are counted per username+ip and per ip across usernames (one IP trying a password
+   * on many accounts); past either limit even a right password waits. Each attempt is counted before
+   * its password is checked, in one atomic step with the limit check, so guesses sent at once cannot
+   * have more than the limit checked. A right password clears its username+ip count and hands back
+   * its ip attempt: the ip count stays, so logging in to an account of one's own between guesses
+   * does not reset it.
    */
   async login(username: string, password: string, ip: string): Promise<TokenPair> {
-    const throttleKey = `login:${username}:${ip}`;
-    const attempt = await this.deps.cache.take(throttleKey, this.deps.loginMaxFailures, this.deps.loginWindowSeconds);
-    if (!attempt.taken) throw new AppError('too_many_requests', undefined, {}, { 'Retry-After': String(attempt.retryAfterSeconds) });
+    const ipKey = `login-ip:${ip}`;
+    const userKey = `login:${username}:${ip}`;
+    await this.takeAttempt(ipKey, this.deps.loginMaxFailuresPerIp, this.deps.loginWindowSeconds);
+    try {
+      await this.takeAttempt(userKey, this.deps.loginMaxFailures, this.deps.loginWindowSeconds);
+    } catch (error) {
+      await this.deps.cache.giveBack(ipKey);
+      throw error;
+    }
     let user: Awaited<ReturnType<UsersRepository['findByUsername']>>;
     let ok: boolean;
     try {
       user = await this.deps.users.findByUsername(username);
-      ok = await verify(user?.password_hash ?? (await DUMMY_HASH), password);
+      ok = await this.deps.passwords.verify(user?.password_hash ?? (await DUMMY_HASH), password);
     } catch (error) {
-      // the password was never checked (e.g. the database is down): not a failed attempt
-      await this.deps.cache.giveBack(throttleKey);
+      // the password was never checked (the database is down, no turn to verify in): not a failed attempt
+      await Promise.all([this.deps.cache.giveBack(userKey), this.deps.cache.giveBack(ipKey)]);
       throw error;
     }
     if (!user || !ok) throw new AppError('invalid_credentials');
-    await this.deps.cache.forget(throttleKey);
+    await Promise.all([this.deps.cache.forget(userKey), this.deps.cache.giveBack(ipKey)]);
     return this.issue(user.id, user.username, randomUUID());
+  }
+
+  /** Takes one of `limit` attempts in `key`'s window, or answers 429 with what is left of the window. */
+  private async takeAttempt(key: string, limit: number, windowSeconds: number): Promise<void> {
+    const attempt = await this.deps.cache.take(key, limit, windowSeconds);
+    if (!attempt.taken) throw new AppError('too_many_requests', undefined, {}, { 'Retry-After': String(attempt.retryAfterSeconds) });
   }
 
   /**

@@ -15,7 +15,7 @@ export function publicAuthRoutes(auth: AuthService): Router {
   const router = Router();
   router.post('/register', async (req, res) => {
     const { username, password } = parseInput(credentials, req.body);
-    res.status(201).json({ user: await auth.register(username, password) });
+    res.status(201).json({ user: await auth.register(username, password, req.ip ?? 'unknown') });
   });
   router.post('/login', async (req, res) => {
     const { username, password } = parseInput(loginBody, req.body);

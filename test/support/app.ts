@@ -13,6 +13,12 @@ import { SERVICE_DEFAULTS, createScratchDatabase, servicesAvailable } from './se
 
 export type ProfileName = 'embedded' | 'cluster';
 
+/**
+ * A suite signs up a user per test, all from 127.0.0.1, far more than one person registers in an hour;
+ * the tests of the registration throttle give their own limit in `env`.
+ */
+const TEST_DEFAULTS = { REGISTER_MAX_PER_IP: '100000' };
+
 export interface RunningApp {
   baseUrl: string;
   dataDir: string;
@@ -49,7 +55,7 @@ export async function startApp(
   }
   if (options.throughRelays) Object.assign(profileEnv, await options.throughRelays(profileEnv));
   const logLevel = options.logLines ? 'info' : 'silent';
-  const config = loadConfig({ DATA_DIR: dataDir, LOG_LEVEL: logLevel, PORT: '0', HOST: '127.0.0.1', ...profileEnv, ...env });
+  const config = loadConfig({ DATA_DIR: dataDir, LOG_LEVEL: logLevel, PORT: '0', HOST: '127.0.0.1', ...TEST_DEFAULTS, ...profileEnv, ...env });
   const lines = options.logLines;
   const destination = lines && { write: (line: string) => void lines.push(JSON.parse(line)) };
   const services = await openServices(config, destination ? pino({ level: config.LOG_LEVEL }, destination) : pino({ level: config.LOG_LEVEL }));

@@ -90,6 +90,21 @@ describe('loadConfig', () => {
     expect(configError({ ACCESS_TOKEN_TTL_SECONDS: '-5' }).message).toContain('ACCESS_TOKEN_TTL_SECONDS');
   });
 
+  it('throttles password work by defaults no one person reaches: 100 failed logins and 20 registrations per IP, 2 argon2 at once and 32 waiting', () => {
+    expect(loadConfig({})).toMatchObject({
+      LOGIN_IP_MAX_FAILURES: 100,
+      REGISTER_MAX_PER_IP: 20,
+      REGISTER_WINDOW_SECONDS: 3600,
+      ARGON2_MAX_CONCURRENT: 2,
+      ARGON2_MAX_QUEUED: 32,
+    });
+    const config = loadConfig({ LOGIN_IP_MAX_FAILURES: '5', REGISTER_MAX_PER_IP: '3', ARGON2_MAX_CONCURRENT: '1', ARGON2_MAX_QUEUED: '4' });
+    expect([config.LOGIN_IP_MAX_FAILURES, config.REGISTER_MAX_PER_IP, config.ARGON2_MAX_CONCURRENT, config.ARGON2_MAX_QUEUED]).toEqual([5, 3, 1, 4]);
+    for (const variable of ['LOGIN_IP_MAX_FAILURES', 'REGISTER_MAX_PER_IP', 'REGISTER_WINDOW_SECONDS', 'ARGON2_MAX_CONCURRENT', 'ARGON2_MAX_QUEUED']) {
+      expect(configError({ [variable]: '0' }).message).toContain(variable);
+    }
+  });
+
   it('rejects a JWT_SECRET shorter than 32 characters, naming it', () => {
     expect(configError({ JWT_SECRET: 'short' }).message).toContain('JWT_SECRET');
   });
