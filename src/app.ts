@@ -25,7 +25,7 @@ export function buildApp(services: Services, metrics = new Metrics(() => service
   const { config, logger, auth, files, folders, temp, accessTokens, healthChecks, uploads, completion, tus } = services;
   const app = express();
   app.disable('x-powered-by');
-  app.set('trust proxy', 'loopback');
+  app.set('trust proxy', config.TRUST_PROXY);
   app.use(requestLog(logger));
   app.use(metrics.middleware());
   app.use(healthRoutes(healthChecks, metrics));

@@ -1,3 +1,4 @@
+import net from 'node:net';
 import path from 'node:path';
 import { z } from 'zod';
 
@@ -17,11 +18,32 @@ const urlOf = (...schemes: string[]) =>
     })
     .optional();
 
+/**
+ * The proxies whose X-Forwarded-For is believed, as Express's `trust proxy` takes them: the names
+ * loopback, linklocal, uniquelocal, and IP addresses or CIDR ranges, comma-separated. Only a list: `true`
+ * or a hop count would let any client name its own IP and walk past the per-IP throttles.
+ */
+const PROXY_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+const trustedProxies = z
+  .string()
+  .transform((list) => list.split(',').map((entry) => entry.trim()).filter(Boolean))
+  .refine((entries) => entries.every((entry) => PROXY_NAMES.has(entry) || isIpOrRange(entry)), {
+    message: 'must be a comma-separated list of loopback, linklocal, uniquelocal, IP addresses or CIDR ranges',
+  });
+
+function isIpOrRange(entry: string): boolean {
+  const [address, bits, ...rest] = entry.split('/');
+  const version = net.isIP(address ?? '');
+  if (version === 0 || rest.length > 0) return false;
+  return bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (version === 4 ? 32 : 128));
+}
+
 /** Every environment variable the service reads, with its default; README documents the same table. */
 const schema = z.object({
   FILESTORE_PROFILE: z.enum(['embedded', 'cluster']).default('embedded'),
   PORT: port.default(8080),
   HOST: z.string().min(1).default('0.0.0.0'),
+  TRUST_PROXY: trustedProxies.default(['loopback']),
   DATA_DIR: z.string().min(1).default('./data'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DB_PRIMARY_URL: urlOf('mysql:'),

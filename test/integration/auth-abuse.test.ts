@@ -57,6 +57,21 @@ describe.each(profiles)('registrations per IP (%s profile, REGISTER_MAX_PER_IP=3
     for (let i = 0; i < 4; i++) expect((await ip.register(newName(), 'short')).status).toBe(400);
     for (let i = 0; i < 3; i++) expect((await ip.register(newName())).status).toBe(201);
   });
+
+describe.each(profiles)('the proxies whose X-Forwarded-For is believed (%s profile, TRUST_PROXY)', (profile) => {
+  const untrusting = useApp(profile, { REGISTER_MAX_PER_IP: '2', TRUST_PROXY: '10.9.8.7' });
+  const trusting = useApp(profile, { REGISTER_MAX_PER_IP: '2', TRUST_PROXY: '127.0.0.1/8, 10.9.8.7' });
+
+  it('counts a client that is not a trusted proxy by its own address, whatever X-Forwarded-For it sends', async () => {
+    for (let i = 0; i < 2; i++) expect((await from(untrusting, newIp()).register(newName())).status).toBe(201);
+    expectRefusal(await from(untrusting, newIp()).register(newName()), 429, 'too_many_requests', 3600);
+  });
+
+  it('counts the forwarded client of a proxy in a configured range', async () => {
+    for (let i = 0; i < 2; i++) expect((await from(trusting, newIp()).register(newName())).status).toBe(201);
+    expect((await from(trusting, newIp()).register(newName())).status).toBe(201);
+  });
+});
 });
 
 describe.each(profiles)('failed logins per IP across usernames (%s profile, LOGIN_IP_MAX_FAILURES=4)', (profile) => {

@@ -105,6 +105,17 @@ describe('loadConfig', () => {
     }
   });
 
+  it('believes X-Forwarded-For from loopback proxies by default, and from a configured list of names, addresses and ranges', () => {
+    expect(loadConfig({}).TRUST_PROXY).toEqual(['loopback']);
+    expect(loadConfig({ TRUST_PROXY: 'loopback, 10.0.0.0/8,fd00::/8, 192.0.2.7' }).TRUST_PROXY).toEqual(['loopback', '10.0.0.0/8', 'fd00::/8', '192.0.2.7']);
+  });
+
+  it('rejects a TRUST_PROXY that would believe any client (true, a hop count) or that is no address, naming it', () => {
+    for (const value of ['true', '1', 'everyone', '10.0.0.0/33', '10.0.0.1/8/2', '::1/129']) {
+      expect(configError({ TRUST_PROXY: value }).message).toContain('TRUST_PROXY');
+    }
+  });
+
   it('rejects a JWT_SECRET shorter than 32 characters, naming it', () => {
     expect(configError({ JWT_SECRET: 'short' }).message).toContain('JWT_SECRET');
   });
