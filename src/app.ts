@@ -10,6 +10,7 @@ import { fileRoutes } from './http/files.routes.js';
 import { healthRoutes } from './http/health.routes.js';
 import { tusRoutes } from './http/tus.routes.js';
 import { uploadRoutes } from './http/uploads.routes.js';
+import { refuseBrokenUtf8 } from './http/validate.js';
 import { Metrics } from './http/metrics.js';
 import { requestLog } from './http/request-log.js';
 import type { Config } from './config.js';
@@ -30,7 +31,11 @@ export function buildApp(services: Services, metrics = new Metrics(() => service
   app.use(metrics.middleware());
   app.use(healthRoutes(healthChecks, metrics));
   // Chunk bodies are raw bytes whatever their Content-Type: never let the JSON parser take a PUT.
-  const json = express.json({ limit: '64kb', type: (req) => req.method !== 'PUT' && /json/i.test(req.headers['content-type'] ?? '') });
+  const json = express.json({
+    limit: '64kb',
+    type: (req) => req.method !== 'PUT' && /json/i.test(req.headers['content-type'] ?? ''),
+    verify: refuseBrokenUtf8,
+  });
   app.use(['/api/auth/register', '/api/auth/login', '/api/auth/refresh'], json);
   app.use('/api/auth', publicAuthRoutes(auth));
   // everything else reads its body only once the token is checked: no 64 KiB parse for an anonymous

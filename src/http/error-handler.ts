@@ -4,6 +4,7 @@ import { AppError, ERRORS, SERVICE_RETRY_AFTER_SECONDS, isDiskFull, isServiceOut
 /** Errors raised by express's own parsers and multer, by their codes. */
 const FRAMEWORK_ERRORS: Record<string, ErrorCode> = {
   'entity.parse.failed': 'invalid_input',
+  'entity.verify.failed': 'invalid_input',
   'entity.too.large': 'payload_too_large',
   'encoding.unsupported': 'invalid_input',
   'charset.unsupported': 'invalid_input',

@@ -245,6 +245,28 @@ describe.each(profiles)('file names (%s profile)', (profile) => {
       expect(after.json).toMatchObject({ name: 'keep.bin', folder: '/', sha1: sha1(bytes) });
     });
 
+    it('refuses a JSON body whose name bytes are not UTF-8 with 400, on rename, upload creation and folder creation', async () => {
+      const alice = await newUser(app);
+      const bytes = randomBytes(16);
+      const { json: file } = await alice.upload('/api/files', { name: 'keep.bin', bytes });
+      // {"name":"a<0xFF>b.txt"} as raw bytes: a JSON encoder would never send them
+      const withByte = (prefix: string, suffix: string) => Buffer.concat([Buffer.from(prefix), Buffer.from([0xff]), Buffer.from(suffix)]);
+      const headers = { 'content-type': 'application/json' };
+      const rename = await alice.request('PATCH', `/api/files/${file.id}`, { body: withByte('{"name":"a', 'b.txt"}'), headers });
+      const create = await alice.request('POST', '/api/uploads', {
+        body: withByte('{"name":"a', `b.bin","size":16,"sha1":"${sha1(bytes)}"}`),
+        headers,
+      });
+      const folder = await alice.request('POST', '/api/folders', { body: withByte('{"path":"/a', 'b"}'), headers });
+      for (const res of [rename, create, folder]) {
+        expect(res.status).toBe(400);
+        expect(expectErrorBody(res.json).code).toBe('invalid_input');
+      }
+      expect((await alice.get(`/api/files/${file.id}`)).json).toMatchObject({ name: 'keep.bin', folder: '/' });
+      expect(await userFileCount(alice.userId)).toBe(1);
+      expect((await alice.get('/api/files?folder=/')).json.folders).toEqual([]);
+    });
+
     it('rejects a non-string name with 400', async () => {
       const alice = await newUser(app);
       const { json: file } = await alice.upload('/api/files', { name: 'keep.bin', bytes: randomBytes(4) });
