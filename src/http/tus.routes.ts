@@ -183,7 +183,7 @@ async function writeWithChecksum(tus: TusEndpoint, temp: TempFiles, id: string, 
     for (const [name, value] of Object.entries(req.headers)) if (typeof value === 'string') headers.set(name, value);
     headers.set('content-length', String(staged.size));
     const body = Readable.toWeb(fs.createReadStream(staged.path)) as ReadableStream;
-    // a malformed Host would make no URL (@tus/server builds a creation's Location from the header)
+    // @tus/server reads the path only (a creation's Location is relative): a malformed Host would make no URL
     const request = new Request(`http://localhost${req.url}`, { method: req.method, headers, body, duplex: 'half' } as RequestInit);
     await sendTusAnswer(res, await tus.server.handleWeb(request));
   } finally {

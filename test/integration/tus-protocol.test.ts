@@ -1,0 +1,102 @@
+import { createHash, randomBytes } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Upload } from 'tus-js-client';
+import { describe, expect, it } from 'vitest';
+import { availableProfiles, useApp } from '../support/app.js';
+import { newUser, sha1 } from '../support/files.js';
+import { tusPatch, tusRequest } from '../support/tus.js';
+import { MiB } from '../support/uploads.js';
+
+const profiles = await availableProfiles('tus protocol');
+
+const metadataOf = (filename: string) => `filename ${Buffer.from(filename).toString('base64')}`;
+
+/**
+ * A reverse proxy in front of the app, as nginx `proxy_pass http://filestore_upstream;` behind TLS: the
+ * app sees the upstream's name as Host (which no client can reach) and X-Forwarded-* naming a front it
+ * cannot be reached at either. Only a Location resolved against the URL the client used comes back here.
+ */
+async function startProxy(appUrl: string) {
+  const forwarded: string[] = [];
+  const server = http.createServer((req, res) => {
+    forwarded.push(req.method!);
+    const headers = { ...req.headers, host: 'filestore-upstream.invalid:3000', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'files.invalid' };
+    const upstream = http.request({ host: '127.0.0.1', port: new URL(appUrl).port, method: req.method, path: req.url, headers }, (answer) => {
+      res.writeHead(answer.statusCode!, answer.headers);
+      answer.pipe(res);
+    });
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(undefined)));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    forwarded,
+    close: () => {
+      server.closeAllConnections();
+      return new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+describe.each(profiles)('tus protocol (%s profile)', (profile) => {
+  const app = useApp(profile);
+
+  it('behind a reverse proxy that rewrites Host, tus-js-client finishes an upload through the proxy', async () => {
+    const alice = await newUser(app);
+    const proxy = await startProxy(app.baseUrl);
+    try {
+      const bytes = randomBytes(2 * MiB + 123);
+      const uploadUrl = await new Promise<string>((resolve, reject) => {
+        const upload = new Upload(bytes, {
+          endpoint: `${proxy.url}/api/tus`,
+          headers: { authorization: `Bearer ${alice.token}` },
+          chunkSize: MiB,
+          retryDelays: null,
+          metadata: { filename: 'proxied.bin', folder: '/proxied' },
+          onSuccess: () => resolve(upload.url!),
+          onError: reject,
+        });
+        upload.start();
+      });
+      expect(new URL(uploadUrl).origin).toBe(proxy.url);
+      expect(proxy.forwarded.filter((method) => method === 'PATCH')).toHaveLength(3);
+      const files = (await alice.get('/api/files?folder=/proxied')).json.files;
+      expect(files).toEqual([expect.objectContaining({ name: 'proxied.bin', size: bytes.length, sha1: sha1(bytes) })]);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('behind that proxy, a Location resolved against the endpoint takes HEAD and PATCH, checksummed creations included', async () => {
+    const alice = await newUser(app);
+    const proxy = await startProxy(app.baseUrl);
+    try {
+      const endpoint = `${proxy.url}/api/tus`;
+      const bytes = randomBytes(1000);
+      const created = await tusRequest(alice, 'POST', endpoint, { 'upload-length': String(bytes.length), 'upload-metadata': metadataOf('raw.bin') });
+      expect(created.status).toBe(201);
+      const url = new URL(created.headers.get('location')!, endpoint);
+      expect(url.origin).toBe(proxy.url);
+      expect((await tusRequest(alice, 'HEAD', url.toString())).headers.get('upload-offset')).toBe('0');
+      expect((await tusPatch(alice, url.toString(), 0, bytes)).status).toBe(204);
+      expect((await tusRequest(alice, 'HEAD', url.toString())).headers.get('upload-offset')).toBe(String(bytes.length));
+
+      // creation-with-upload carrying Upload-Checksum takes another path through the server
+      const first = bytes.subarray(0, 100);
+      const withBytes = await tusRequest(alice, 'POST', endpoint, {
+        'upload-length': String(bytes.length), 'upload-metadata': metadataOf('checked.bin'), 'content-type': 'application/offset+octet-stream',
+        'upload-checksum': `sha1 ${createHash('sha1').update(first).digest('base64')}`,
+      }, first);
+      expect(withBytes.status).toBe(201);
+      const checked = new URL(withBytes.headers.get('location')!, endpoint);
+      expect(checked.origin).toBe(proxy.url);
+      expect((await tusPatch(alice, checked.toString(), 100, bytes.subarray(100))).status).toBe(204);
+      const names = (await alice.get('/api/files')).json.files.map((file: { name: string }) => file.name).sort();
+      expect(names).toEqual(['checked.bin', 'raw.bin']);
+    } finally {
+      await proxy.close();
+    }
+  });
+});
