@@ -5,11 +5,12 @@ import { Upload } from 'tus-js-client';
 import { describe, expect, it } from 'vitest';
 import { availableProfiles, useApp } from '../support/app.js';
 import { newUser, sha1 } from '../support/files.js';
-import { tusPatch, tusRequest } from '../support/tus.js';
+import { createTusUpload, tusPatch, tusRequest } from '../support/tus.js';
 import { MiB } from '../support/uploads.js';
 
 const profiles = await availableProfiles('tus protocol');
 
+const TUS = { 'tus-resumable': '1.0.0' };
 const metadataOf = (filename: string) => `filename ${Buffer.from(filename).toString('base64')}`;
 
 /**
@@ -97,6 +98,29 @@ describe.each(profiles)('tus protocol (%s profile)', (profile) => {
       expect(names).toEqual(['checked.bin', 'raw.bin']);
     } finally {
       await proxy.close();
+    }
+  });
+
+  it('puts Tus-Resumable: 1.0.0 on its own refusals: no or a bad token, another user\'s upload, a malformed PATCH, GET', async () => {
+    const alice = await newUser(app);
+    const mallory = await newUser(app);
+    const url = await createTusUpload(app.baseUrl, alice, 10, { filename: 'mine.bin' });
+    const anonymous = (method: string, target: string, authorization?: string) =>
+      fetch(target, { method, headers: { ...TUS, ...(authorization ? { authorization } : {}), 'upload-length': '1' } });
+    const refusals: Array<[string, Response, number]> = [
+      ['POST without a token', await anonymous('POST', `${app.baseUrl}/api/tus`), 401],
+      ['HEAD without a token', await anonymous('HEAD', url), 401],
+      ['DELETE with a bad token', await anonymous('DELETE', url, 'Bearer not.a.token'), 401],
+      ['HEAD of another user\'s upload', await tusRequest(mallory, 'HEAD', url), 404],
+      ['PATCH of another user\'s upload', await tusPatch(mallory, url, 0, randomBytes(10)), 404],
+      ['HEAD of no upload', await tusRequest(alice, 'HEAD', `${app.baseUrl}/api/tus/${'0'.repeat(32)}`), 404],
+      ['PATCH without Upload-Offset', await tusRequest(alice, 'PATCH', url, { 'content-type': 'application/offset+octet-stream' }, randomBytes(10)), 400],
+      ['GET', await tusRequest(alice, 'GET', url), 405],
+      ['PATCH past the end', await tusPatch(alice, url, 0, randomBytes(20)), 413],
+      ['PATCH with a wrong checksum', await tusPatch(alice, url, 0, randomBytes(10), { 'upload-checksum': `sha1 ${createHash('sha1').update('x').digest('base64')}` }), 460],
+    ];
+    for (const [what, answer, status] of refusals) {
+      expect({ what, status: answer.status, tusResumable: answer.headers.get('tus-resumable') }).toEqual({ what, status, tusResumable: '1.0.0' });
     }
   });
 });
