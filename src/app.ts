@@ -33,7 +33,7 @@ export function buildApp(services: Services, metrics = new Metrics(() => service
   const json = express.json({ limit: '64kb', type: (req) => req.method !== 'PUT' && /json/i.test(req.headers['content-type'] ?? '') });
   app.use(['/api/auth/register', '/api/auth/login', '/api/auth/refresh'], json);
   app.use('/api/auth', publicAuthRoutes(auth));
-  app.use('/api', tusPublicRoutes());
+  app.use('/api', tusPublicRoutes(tus));
   // everything else reads its body only once the token is checked: no 64 KiB parse for an anonymous
   // client, and a missing token is 401 whatever the body
   app.use('/api', requireAuth(accessTokens), json);

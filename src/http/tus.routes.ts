@@ -15,13 +15,20 @@ const TUS_PATHS = ['/tus', '/tus/{*rest}'];
 /**
  * /api/tus before authentication. Its headers are set before anything can refuse the request, so our
  * own refusals (401, 404 for another user's upload, 400, 405, 423) carry Tus-Resumable as @tus/server's
- * answers do: tus 1.0 requires it on every response but OPTIONS's.
+ * answers do: tus 1.0 requires it on every response but OPTIONS's. OPTIONS (tus discovery, and CORS
+ * preflights, which browsers send without credentials) is answered here, token or not: it tells only
+ * the server's capabilities, the same on every path.
  */
-export function tusPublicRoutes(): Router {
+export function tusPublicRoutes(tus: TusEndpoint): Router {
   const router = Router();
   router.all(TUS_PATHS, (_req, res, next) => {
     res.setHeader('Tus-Resumable', TUS_VERSION);
+    res.setHeader('Tus-Checksum-Algorithm', 'sha1');
     next();
+  });
+  router.options(TUS_PATHS, async (req, res) => {
+    req.url = req.originalUrl.split('?')[0]!;
+    await sendTusAnswer(res, await tus.server.handleWeb(tusRequest(req, res)));
   });
   return router;
 }
@@ -39,7 +46,7 @@ export function tusRoutes(tus: TusEndpoint, temp: TempFiles): Router {
       throw new AppError('method_not_allowed', `tus takes ${TUS_METHODS.join(', ')}.`, {}, { Allow: TUS_METHODS.join(', ') });
     }
     const version = req.get('tus-resumable');
-    if (req.method !== 'OPTIONS' && version !== undefined && version !== TUS_VERSION) {
+    if (version !== undefined && version !== TUS_VERSION) {
       // tus: a version the server does not speak is 412 with the versions it does (@tus/server says 400)
       res.status(412).set('Tus-Version', TUS_VERSION);
       res.json({ error: { code: 'invalid_input', message: `This server speaks tus ${TUS_VERSION}.` } });
@@ -53,7 +60,6 @@ export function tusRoutes(tus: TusEndpoint, temp: TempFiles): Router {
     // @tus/server takes the upload id from the end of the whole URL, query included ("?x=/<id>"): it sees
     // only the path whose id was checked above
     req.url = req.originalUrl.split('?')[0]!;
-    res.setHeader('Tus-Checksum-Algorithm', 'sha1');
     if (req.method === 'PATCH') checkPatchHeaders(req);
     // a PATCH, or a creation carrying its first bytes (creation-with-upload)
     const carriesBytes = req.method === 'PATCH' || (req.method === 'POST' && req.get('content-type') === OCTETS);

@@ -123,4 +123,26 @@ describe.each(profiles)('tus protocol (%s profile)', (profile) => {
       expect({ what, status: answer.status, tusResumable: answer.headers.get('tus-resumable') }).toEqual({ what, status, tusResumable: '1.0.0' });
     }
   });
+
+  it('answers OPTIONS without a token (discovery, CORS preflight) with the server\'s capabilities only; every other method still needs one', async () => {
+    const alice = await newUser(app);
+    const url = await createTusUpload(app.baseUrl, alice, 10, { filename: 'private.bin' });
+    for (const target of [`${app.baseUrl}/api/tus`, url]) {
+      const answer = await fetch(target, {
+        method: 'OPTIONS',
+        headers: { origin: 'https://app.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization, tus-resumable' },
+      });
+      expect(answer.status).toBe(204);
+      expect(answer.headers.get('tus-version')).toBe('1.0.0');
+      expect(answer.headers.get('tus-extension')).toContain('creation');
+      expect(answer.headers.get('tus-max-size')).toBe(String(app.services.config.MAX_UPLOAD_BYTES));
+      expect(answer.headers.get('access-control-allow-methods')).toContain('PATCH');
+      expect([...answer.headers.keys()].filter((name) => name.startsWith('upload-'))).toEqual([]);
+    }
+    for (const method of ['HEAD', 'PATCH', 'DELETE']) {
+      expect((await fetch(url, { method, headers: TUS })).status).toBe(401);
+    }
+    expect((await fetch(`${app.baseUrl}/api/tus`, { method: 'POST', headers: { ...TUS, 'upload-length': '1', 'upload-metadata': metadataOf('x.bin') } })).status).toBe(401);
+    expect((await tusRequest(alice, 'HEAD', url)).headers.get('upload-length')).toBe('10');
+  });
 });
