@@ -8,7 +8,7 @@ import { adminRoutes } from './http/admin.routes.js';
 import { errorHandler, notFoundHandler } from './http/error-handler.js';
 import { fileRoutes } from './http/files.routes.js';
 import { healthRoutes } from './http/health.routes.js';
-import { tusRoutes } from './http/tus.routes.js';
+import { tusPublicRoutes, tusRoutes } from './http/tus.routes.js';
 import { uploadRoutes } from './http/uploads.routes.js';
 import { refuseBrokenUtf8 } from './http/validate.js';
 import { Metrics } from './http/metrics.js';
@@ -38,6 +38,7 @@ export function buildApp(services: Services, metrics = new Metrics(() => service
   });
   app.use(['/api/auth/register', '/api/auth/login', '/api/auth/refresh'], json);
   app.use('/api/auth', publicAuthRoutes(auth));
+  app.use('/api', tusPublicRoutes(tus));
   // everything else reads its body only once the token is checked: no 64 KiB parse for an anonymous
   // client, and a missing token is 401 whatever the body
   app.use('/api', requireAuth(accessTokens), json);

@@ -10,22 +10,45 @@ import { clientMetadata } from '../upload/tus-metadata.js';
 
 const CHECKSUM_MISMATCH = 460;
 
+const TUS_PATHS = ['/tus', '/tus/{*rest}'];
+
 /**
- * /api/tus: authentication and ownership in front of @tus/server (another user's upload URL is 404,
+ * /api/tus before authentication. Its headers are set before anything can refuse the request, so our
+ * own refusals (401, 404 for another user's upload, 400, 405, 423) carry Tus-Resumable as @tus/server's
+ * answers do: tus 1.0 requires it on every response but OPTIONS's. OPTIONS (tus discovery, and CORS
+ * preflights, which browsers send without credentials) is answered here, token or not: it tells only
+ * the server's capabilities, the same on every path.
+ */
+export function tusPublicRoutes(tus: TusEndpoint): Router {
+  const router = Router();
+  router.all(TUS_PATHS, (_req, res, next) => {
+    res.setHeader('Tus-Resumable', TUS_VERSION);
+    res.setHeader('Tus-Checksum-Algorithm', 'sha1');
+    next();
+  });
+  router.options(TUS_PATHS, async (req, res) => {
+    req.url = req.originalUrl.split('?')[0]!;
+    await sendTusAnswer(res, await tus.server.handleWeb(tusRequest(req, res)));
+  });
+  return router;
+}
+
+/**
+ * /api/tus after authentication: ownership in front of @tus/server (another user's upload URL is 404,
  * HEAD included), plus the tus checksum extension, which @tus/server lacks: a PATCH carrying
  * `Upload-Checksum: sha1 <base64>` is staged and verified before a byte of it reaches the upload.
  */
 export function tusRoutes(tus: TusEndpoint, temp: TempFiles): Router {
   const router = Router();
-  router.all(['/tus', '/tus/{*rest}'], async (req, res) => {
+  router.all(TUS_PATHS, async (req, res) => {
     // @tus/server would also serve GET (an upload's bytes): not part of tus, and a linked upload holds none
     if (!TUS_METHODS.includes(req.method)) {
       throw new AppError('method_not_allowed', `tus takes ${TUS_METHODS.join(', ')}.`, {}, { Allow: TUS_METHODS.join(', ') });
     }
     const version = req.get('tus-resumable');
-    if (req.method !== 'OPTIONS' && version !== undefined && version !== TUS_VERSION) {
+    if (version !== undefined && version !== TUS_VERSION) {
       // tus: a version the server does not speak is 412 with the versions it does (@tus/server says 400)
-      res.status(412).set({ 'Tus-Resumable': TUS_VERSION, 'Tus-Version': TUS_VERSION });
+      res.status(412).set('Tus-Version', TUS_VERSION);
       res.json({ error: { code: 'invalid_input', message: `This server speaks tus ${TUS_VERSION}.` } });
       return;
     }
@@ -37,7 +60,6 @@ export function tusRoutes(tus: TusEndpoint, temp: TempFiles): Router {
     // @tus/server takes the upload id from the end of the whole URL, query included ("?x=/<id>"): it sees
     // only the path whose id was checked above
     req.url = req.originalUrl.split('?')[0]!;
-    res.setHeader('Tus-Checksum-Algorithm', 'sha1');
     if (req.method === 'PATCH') checkPatchHeaders(req);
     // a PATCH, or a creation carrying its first bytes (creation-with-upload)
     const carriesBytes = req.method === 'PATCH' || (req.method === 'POST' && req.get('content-type') === OCTETS);
@@ -152,12 +174,12 @@ async function writeWithChecksum(tus: TusEndpoint, temp: TempFiles, id: string, 
   const [algorithm, digest, extra] = header.trim().split(/\s+/);
   // checked before the body is read: a digest that is not 20 bytes in base64 can match no body
   if (algorithm !== 'sha1' || !digest || !SHA1_BASE64.test(digest) || extra !== undefined) {
-    res.status(400).set('Tus-Resumable', '1.0.0').json({ error: { code: 'invalid_input', message: 'Upload-Checksum must be "sha1 <base64 digest>"' } });
+    res.status(400).json({ error: { code: 'invalid_input', message: 'Upload-Checksum must be "sha1 <base64 digest>"' } });
     return;
   }
   // The body is staged whole before @tus/server sees it, so what @tus/server would refuse is refused
   // here first, before it takes any disk: a wrong offset, a body longer than the upload has room for.
-  const refuse = (code: 'upload_state' | 'payload_too_large', message: string) => new AppError(code, message, {}, { 'Tus-Resumable': '1.0.0' });
+  const refuse = (code: 'upload_state' | 'payload_too_large', message: string) => new AppError(code, message);
   let room: number;
   if (req.method === 'PATCH') {
     const progress = await tus.progressOf(id);
@@ -176,14 +198,14 @@ async function writeWithChecksum(tus: TusEndpoint, temp: TempFiles, id: string, 
   });
   try {
     if (Buffer.from(digest, 'base64').toString('hex') !== staged.sha1) {
-      res.status(CHECKSUM_MISMATCH).set('Tus-Resumable', '1.0.0').json({ error: { code: 'checksum_mismatch', message: 'The body does not match Upload-Checksum.' } });
+      res.status(CHECKSUM_MISMATCH).json({ error: { code: 'checksum_mismatch', message: 'The body does not match Upload-Checksum.' } });
       return;
     }
     const headers = new Headers();
     for (const [name, value] of Object.entries(req.headers)) if (typeof value === 'string') headers.set(name, value);
     headers.set('content-length', String(staged.size));
     const body = Readable.toWeb(fs.createReadStream(staged.path)) as ReadableStream;
-    // a malformed Host would make no URL (@tus/server builds a creation's Location from the header)
+    // @tus/server reads the path only (a creation's Location is relative): a malformed Host would make no URL
     const request = new Request(`http://localhost${req.url}`, { method: req.method, headers, body, duplex: 'half' } as RequestInit);
     await sendTusAnswer(res, await tus.server.handleWeb(request));
   } finally {

@@ -83,7 +83,10 @@ export class TusEndpoint {
       datastore: this.store,
       locker: this.locker,
       maxSize: deps.maxSize,
-      respectForwardedHeaders: false,
+      // "/api/tus/<id>", which clients resolve against the URL they created the upload at: an absolute one
+      // was built from the Host the server saw, which behind a reverse proxy (TLS in front, an upstream's
+      // name as Host) is not where the client can reach it
+      relativeLocation: true,
       onUploadCreate: (req, upload) => this.onCreate(req, upload),
       onUploadFinish: (req, upload) => this.onFinish(req, upload),
       // tus answers a failure with a bare 500 text and keeps what it knows to itself: log it here (the

@@ -42,7 +42,7 @@ async function tusUploadAllButLastByte(user: ApiClient, bytes: Buffer) {
     headers: { ...TUS, 'upload-length': String(bytes.length), 'upload-metadata': `filename ${Buffer.from(`tus-${randomBytes(4).toString('hex')}`).toString('base64')}` },
   });
   expect(created.status).toBe(201);
-  const path = new URL(created.headers.get('location')!).pathname;
+  const path = new URL(created.headers.get('location')!, user.baseUrl).pathname;
   const patch = (offset: number) => user.request('PATCH', path, {
     headers: { ...TUS, 'upload-offset': String(offset), 'content-type': 'application/offset+octet-stream' },
     body: new Uint8Array(bytes.subarray(offset, offset === 0 ? bytes.length - 1 : bytes.length)),

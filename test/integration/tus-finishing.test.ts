@@ -154,12 +154,14 @@ describe.each(profiles)('linking a complete tus upload on HEAD, at the edges (%s
     return holder;
   };
 
-  it('answers HEAD 423 when another request holds the upload past the lock timeout, and links once it lets go', async () => {
+  it('answers HEAD 423 (with Tus-Resumable) when another request holds the upload past the lock timeout, and links once it lets go', async () => {
     const alice = await newUser(app);
     const bytes = randomBytes(MiB);
     const { url, id } = await completeButUnlinked(app, alice, 'held.bin', bytes);
     const holder = await holdLock(id);
-    expect((await tusRequest(alice, 'HEAD', url)).status).toBe(423);
+    const locked = await tusRequest(alice, 'HEAD', url);
+    expect(locked.status).toBe(423);
+    expect(locked.headers.get('tus-resumable')).toBe('1.0.0');
     await holder.unlock();
     expect(await headFileId(alice, url)).toMatch(/./);
     expect((await alice.get('/api/files')).json.files.map((file: { name: string }) => file.name)).toEqual(['held.bin']);
