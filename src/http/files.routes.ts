@@ -8,13 +8,14 @@ import type { FileService, FileView } from '../files/file.service.js';
 import type { FolderService } from '../files/folder.service.js';
 import { assertValidName, normalizeFolder, normalizeFolderToFind } from '../files/names.js';
 import type { TempFiles } from '../storage/temp-file.js';
-import { singleFileUpload, uploadedFileName } from './multipart.js';
+import { intactFormText, singleFileUpload, uploadedFileName } from './multipart.js';
 import { parseRange } from './range.js';
 import { parseInput } from './validate.js';
 
-const folderField = z.string().max(4096).default('/').transform(normalizeFolder);
 const nameField = z.string().max(1024).transform(assertValidName);
-const uploadFields = z.object({ folder: folderField });
+const uploadFields = z.object({
+  folder: z.string().max(4096).default('/').transform((folder) => normalizeFolder(intactFormText(folder, 'invalid_path', 'the folder field'))),
+});
 // a folder looked up rather than made: one stored before a character was refused can still be reached
 const listQuery = z.object({ folder: z.string().max(4096).default('/').transform(normalizeFolderToFind) });
 const folderBody = z.object({ path: z.string().max(4096).transform(normalizeFolder) });

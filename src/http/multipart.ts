@@ -48,13 +48,16 @@ export function singleFileUpload(temp: TempFiles, maxBytes: number, onBytes: (co
 }
 
 /**
- * The file part's name as busboy decoded it, refused when it holds U+FFFD. busboy decodes the name
- * (filename= as UTF-8, filename*= in its declared charset) without failing: bytes that are not text in
- * that charset become U+FFFD, a different name than the one sent. The bytes are gone by then, so a
- * U+FFFD the client meant (UTF-8 EF BF BD) cannot be told apart and is refused with them.
+ * Text of the form (the file part's name, a field) as busboy decoded it, refused with `code` when it holds
+ * U+FFFD. busboy decodes without failing (filename= and fields as UTF-8, filename*= in its declared
+ * charset): bytes that are not text in that charset become U+FFFD, another name than the one sent. The
+ * bytes are gone by then, so a U+FFFD the client meant (UTF-8 EF BF BD) is refused with them.
  */
+export function intactFormText(value: string, code: 'invalid_name' | 'invalid_path', what: string): string {
+  if (value.includes('\ufffd')) throw new AppError(code, `${what} is not valid UTF-8 (or not valid in its declared charset)`);
+  return value;
+}
+
 export function uploadedFileName(file: Express.Multer.File | undefined): string {
-  const name = file?.originalname ?? '';
-  if (name.includes('\ufffd')) throw new AppError('invalid_name', 'the file name is not valid UTF-8 (or not valid in its declared charset)');
-  return name;
+  return intactFormText(file?.originalname ?? '', 'invalid_name', 'the file name');
 }

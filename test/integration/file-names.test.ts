@@ -136,6 +136,14 @@ describe.each(profiles)('file names (%s profile)', (profile) => {
       expect(await tempFiles(app)).toEqual([]);
     });
 
+    it('a folder field not valid UTF-8 answers invalid_path instead of storing U+FFFD in the folder', async () => {
+      const alice = await newUser(app);
+      const res = await uploadRaw(alice, 'filename="ok.txt"', randomBytes(100), { folder: Buffer.from([0x2f, 0x61, 0xff, 0x62]) });
+      expect({ status: res.status, code: expectErrorBody(res.json).code }).toEqual({ status: 400, code: 'invalid_path' });
+      expect(await userFileCount(alice.userId)).toBe(0);
+      expect(await tempFiles(app)).toEqual([]);
+    });
+
     it('names "." and ".." and path-like names with invalid_name, not as a missing file', async () => {
       const alice = await newUser(app);
       for (const param of ['filename=".."', 'filename="."', 'filename="a/b.txt"', 'filename="a\\\\b.txt"']) {

@@ -43,7 +43,7 @@ export function rawMultipart(parts: RawPart[]): { body: Buffer; headers: Record<
 }
 
 /** POSTs one file part whose Content-Disposition filename parameter is `filenameParam`, verbatim. */
-export function uploadRaw(client: ApiClient, filenameParam: string | Buffer, bytes: Buffer, fields: Record<string, string> = {}) {
+export function uploadRaw(client: ApiClient, filenameParam: string | Buffer, bytes: Buffer, fields: Record<string, string | Buffer> = {}) {
   const parts: RawPart[] = Object.entries(fields).map(([name, value]) => ({ disposition: `form-data; name="${name}"`, body: value }));
   parts.push({ disposition: Buffer.concat([Buffer.from('form-data; name="file"; '), Buffer.from(filenameParam)]), contentType: 'application/octet-stream', body: bytes });
   const { body, headers } = rawMultipart(parts);
