@@ -6,6 +6,7 @@ import type { TokensRepository } from '../db/tokens.repository.js';
 import type { UsersRepository } from '../db/users.repository.js';
 import { AppError } from '../errors.js';
 import type { AccessTokens } from './access-tokens.js';
+import { clientNetwork } from './client-network.js';
 import type { PasswordHashing } from './password-hashing.js';
 
 export interface TokenPair {
@@ -40,7 +41,7 @@ export class AuthService {
    * counts too: it cost a hash); one that failed for the server's reasons is handed back.
    */
   async register(username: string, password: string, ip: string): Promise<{ id: string; username: string }> {
-    const throttleKey = `register:${ip}`;
+    const throttleKey = `register:${clientNetwork(ip)}`;
     await this.takeAttempt(throttleKey, this.deps.registerMaxPerIp, this.deps.registerWindowSeconds);
     const id = randomUUID();
     try {
@@ -62,8 +63,9 @@ export class AuthService {
    * does not reset it.
    */
   async login(username: string, password: string, ip: string): Promise<TokenPair> {
-    const ipKey = `login-ip:${ip}`;
-    const userKey = `login:${username}:${ip}`;
+    const network = clientNetwork(ip);
+    const ipKey = `login-ip:${network}`;
+    const userKey = `login:${username}:${network}`;
     await this.takeAttempt(ipKey, this.deps.loginMaxFailuresPerIp, this.deps.loginWindowSeconds);
     try {
       await this.takeAttempt(userKey, this.deps.loginMaxFailures, this.deps.loginWindowSeconds);

@@ -58,6 +58,25 @@ describe.each(profiles)('registrations per IP (%s profile, REGISTER_MAX_PER_IP=3
     for (let i = 0; i < 3; i++) expect((await ip.register(newName())).status).toBe(201);
   });
 
+describe.each(profiles)('IPv6 clients counted by their /64 (%s profile, LOGIN_MAX_FAILURES=3)', (profile) => {
+  const app = useApp(profile, { LOGIN_MAX_FAILURES: '3' });
+  let networks = 0;
+  /** Addresses of one documentation /64 (RFC 3849) of this test's own. */
+  const newNetwork = () => {
+    networks += 1;
+    return (host: number) => `2001:db8:${networks.toString(16)}:${ipsUsed.toString(16)}::${host.toString(16)}`;
+  };
+
+  it('refuses the 4th wrong password for one account from a new address of the same /64 with 429, and not from another /64', async () => {
+    const name = newName();
+    expect((await from(app).register(name)).status).toBe(201);
+    const network = newNetwork();
+    for (let host = 1; host <= 3; host++) expect((await from(app, network(host)).login(name, 'wrong password')).status).toBe(401);
+    expectRefusal(await from(app, network(4)).login(name, 'wrong password'), 429, 'too_many_requests', 900);
+    expect((await from(app, newNetwork()(1)).login(name)).status).toBe(200);
+  });
+});
+
 describe.each(profiles)('the proxies whose X-Forwarded-For is believed (%s profile, TRUST_PROXY)', (profile) => {
   const untrusting = useApp(profile, { REGISTER_MAX_PER_IP: '2', TRUST_PROXY: '10.9.8.7' });
   const trusting = useApp(profile, { REGISTER_MAX_PER_IP: '2', TRUST_PROXY: '127.0.0.1/8, 10.9.8.7' });
