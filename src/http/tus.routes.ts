@@ -5,7 +5,8 @@ import { NodeRequest, sendNodeResponse } from 'srvx/node';
 import { currentUser } from '../auth/auth.middleware.js';
 import { AppError, ERRORS, SERVICE_RETRY_AFTER_SECONDS, notFound } from '../errors.js';
 import type { TempFiles } from '../storage/temp-file.js';
-import { FILE_ID_HEADER, USER_HEADER, type TusEndpoint } from '../upload/tus-endpoint.js';
+import { USER_HEADER, type TusEndpoint } from '../upload/tus-endpoint.js';
+import { CHECKSUM_ALGORITHM_HEADER, FILE_ID_HEADER, TUS_CORS_HEADERS } from '../upload/tus-headers.js';
 import { clientMetadata } from '../upload/tus-metadata.js';
 
 const CHECKSUM_MISMATCH = 460;
@@ -14,16 +15,18 @@ const TUS_PATHS = ['/tus', '/tus/{*rest}'];
 
 /**
  * /api/tus before authentication. Its headers are set before anything can refuse the request, so our
- * own refusals (401, 404 for another user's upload, 400, 405, 423) carry Tus-Resumable as @tus/server's
- * answers do: tus 1.0 requires it on every response but OPTIONS's. OPTIONS (tus discovery, and CORS
- * preflights, which browsers send without credentials) is answered here, token or not: it tells only
- * the server's capabilities, the same on every path.
+ * own refusals (401, 404 for another user's upload, 400, 405, 423) carry Tus-Resumable and the CORS
+ * headers as @tus/server's answers do: tus 1.0 requires the former on every response but OPTIONS's,
+ * and browser code on another origin reads no status or body without the latter. OPTIONS (tus
+ * discovery, and CORS preflights, which browsers send without credentials) is answered here, token or
+ * not: it tells only the server's capabilities, the same on every path.
  */
 export function tusPublicRoutes(tus: TusEndpoint): Router {
   const router = Router();
   router.all(TUS_PATHS, (_req, res, next) => {
     res.setHeader('Tus-Resumable', TUS_VERSION);
-    res.setHeader('Tus-Checksum-Algorithm', 'sha1');
+    res.setHeader(CHECKSUM_ALGORITHM_HEADER, 'sha1');
+    res.set(TUS_CORS_HEADERS);
     next();
   });
   router.options(TUS_PATHS, async (req, res) => {

@@ -1,7 +1,7 @@
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { Server, type ServerOptions } from '@tus/server';
-import { ERRORS as TUS_ERRORS, type Locker, type Upload } from '@tus/utils';
+import { ERRORS as TUS_ERRORS, Uid, type Locker, type Upload } from '@tus/utils';
 import type { Logger } from 'pino';
 import type { ServerRequest } from 'srvx';
 import { AppError, ERRORS, isDiskFull, isServiceOutage } from '../errors.js';
@@ -10,12 +10,11 @@ import { nameProblem, normalizeFolder } from '../files/names.js';
 import type { TempFiles } from '../storage/temp-file.js';
 import type { PrefixHashers } from './prefix-hasher.js';
 import { TUS_ID, TusFileStore } from './tus-file-store.js';
+import { CORS_ALLOWED_HEADERS, CORS_EXPOSED_HEADERS, FILE_ID_HEADER } from './tus-headers.js';
 import { FILE_METADATA_KEY, OWNER_METADATA_KEY, SERVER_METADATA_KEYS, SHA1_METADATA_KEY, notUtf8 } from './tus-metadata.js';
 
 /** Set by our HTTP layer after authentication (any client-sent value is overwritten). */
 export const USER_HEADER = 'x-filestore-user';
-/** The header naming the file a finished upload became (on the finishing request and on HEAD). */
-export const FILE_ID_HEADER = 'Filestore-File-Id';
 const TUS_PATH = '/api/tus';
 /** Owners of uploads already looked up are kept, at most this many (every tus request asks). */
 const MAX_KNOWN_OWNERS = 10_000;
@@ -70,6 +69,8 @@ export class TusEndpoint {
    */
   private readonly owners = new Map<string, string>();
   private readonly locker: Locker;
+  /** The id each creation request gave its upload, to remove what a refused creation left. */
+  private readonly creations = new WeakMap<ServerRequest, string>();
 
   constructor(private readonly deps: TusEndpointDeps) {
     this.locker = lockedAsRefusal(deps.locker);
@@ -87,12 +88,20 @@ export class TusEndpoint {
       // was built from the Host the server saw, which behind a reverse proxy (TLS in front, an upstream's
       // name as Host) is not where the client can reach it
       relativeLocation: true,
+      allowedHeaders: CORS_ALLOWED_HEADERS,
+      exposedHeaders: CORS_EXPOSED_HEADERS,
+      namingFunction: (req) => {
+        const id = Uid.rand();
+        this.creations.set(req, id);
+        return id;
+      },
       onUploadCreate: (req, upload) => this.onCreate(req, upload),
       onUploadFinish: (req, upload) => this.onFinish(req, upload),
       // tus answers a failure with a bare 500 text and keeps what it knows to itself: log it here (the
       // file store passes only its own FILE_WRITE_ERROR, without the system error beneath, but for a full
       // disk, which is the server's condition and answers 507 like the other routes)
-      onResponseError: (req, err) => {
+      onResponseError: async (req, err) => {
+        await this.discardRefusedCreation(req);
         const outage = isServiceOutage(err);
         const full = isDiskFull(err);
         const status = outage ? 503 : full ? 507 : err instanceof Error ? 500 : err.status_code;
@@ -158,6 +167,19 @@ export class TusEndpoint {
     return { metadata: { ...clientMetadata, filename, folder, [OWNER_METADATA_KEY]: userId } };
   }
 
+  /**
+   * A creation's client learns its upload's URL only from a 201 (@tus/server sends no Location with a
+   * refusal): whatever a refused one left (an empty file whose record a full disk refused, bytes of a
+   * creation-with-upload, a finished upload that could not be linked) could never be resumed, and
+   * a retrying client would leave one per try. A record the disk cut short was never swept either.
+   */
+  private async discardRefusedCreation(req: ServerRequest): Promise<void> {
+    const id = req.method === 'POST' ? this.creations.get(req) : undefined;
+    if (id === undefined) return;
+    this.owners.delete(id);
+    await this.store.discard(id).catch((err: unknown) => this.deps.logger.warn({ err, id }, 'could not remove a refused tus creation'));
+  }
+
   private rememberOwner(id: string, userId: string): void {
     if (this.owners.size >= MAX_KNOWN_OWNERS) this.owners.clear();
     this.owners.set(id, userId);
@@ -167,9 +189,6 @@ export class TusEndpoint {
     try {
       return { headers: { [FILE_ID_HEADER]: await this.linkOnce(upload.id, this.userOf(req)) } };
     } catch (error) {
-      // A creation that carried every byte learns its URL only from a 201 (@tus/server sends no Location
-      // with a refusal): nothing could finish it later, and a retrying client would leave one per try.
-      if (req.method === 'POST') await this.store.remove(upload.id).catch(() => undefined);
       if (error instanceof AppError) throw refuse(error.status, error.code, error.message);
       throw error;
     }

@@ -1,3 +1,4 @@
+import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { FileStore } from '@tus/file-store';
@@ -35,6 +36,13 @@ export class TusFileStore extends FileStore {
     const record = await this.configstore.get(id);
     if (!record) throw ERRORS.FILE_NOT_FOUND;
     await this.configstore.set(id, { ...record, metadata: { ...record.metadata, [metadataKey]: value } } as Upload);
+  }
+
+  /** Removes upload `id`'s file and record, either or both of which may be missing or cut short. */
+  async discard(id: string): Promise<void> {
+    if (!TUS_ID.test(id)) return;
+    await fsp.rm(path.join(this.directory, id), { force: true });
+    await fsp.rm(path.join(this.directory, `${id}.json`), { force: true });
   }
 
   /**
