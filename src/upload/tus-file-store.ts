@@ -12,6 +12,8 @@ export type TusHashing = (uploadId: string, filePath: string) => Keeper;
 
 /** The ids @tus/file-store gives its uploads. */
 export const TUS_ID = /^[0-9a-f]{32}$/;
+/** An upload's data file `<id>` or its record `<id>.json`. */
+const STORED_NAME = /^([0-9a-f]{32})(?:\.json)?$/;
 
 /**
  * @tus/file-store with its PATCH bodies written the way chunked uploads are (StagedFile): 1 MiB slots,
@@ -46,20 +48,45 @@ export class TusFileStore extends FileStore {
   }
 
   /**
-   * Removes uploads past their expiry, finished or not. The file store's own sweep skips a record whose
-   * size equals the offset it was created with (0), so an empty upload was kept forever.
+   * Removes uploads past their expiry, finished or not, and what kills left of uploads: the file store's
+   * own sweep skipped a record whose size equals the offset it was created with (0), so an empty upload
+   * was kept forever, and it sees only a data file paired with a record it can parse, so a data file whose
+   * record a kill never wrote (creation writes the file first) or cut short, or a record whose file a kill
+   * already removed, stayed for good. Those without a readable record go by their mtime (isExpired).
    */
   override async deleteExpired(): Promise<number> {
     const expiredBefore = Date.now() - this.getExpiration();
     let removed = 0;
-    for (const id of await this.configstore.list!()) {
-      const created = (await this.configstore.get(id))?.creation_date;
-      if (!created || new Date(created).getTime() >= expiredBefore) continue;
-      // the file store refuses to remove a record whose file is gone: the record alone goes then
-      await this.remove(id).catch(() => this.configstore.delete(id));
+    for (const id of await this.storedIds()) {
+      if (!(await this.isExpired(id, expiredBefore))) continue;
+      await this.discard(id);
       removed += 1;
     }
     return removed;
+  }
+
+  /** Ids with a data file, a record, or both (placeholders are the orphan sweep's). */
+  private async storedIds(): Promise<Set<string>> {
+    const names = await fsp.readdir(this.directory).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return [];
+      throw error;
+    });
+    return new Set(names.flatMap((name) => STORED_NAME.exec(name)?.[1] ?? []));
+  }
+
+  /**
+   * By the record's creation date when it has one. Without one the newest mtime of the two files stands
+   * in: an upload is written no earlier than it was created, so this never removes one its creation date
+   * would keep, and a creation in progress (its data file just written, its record next) is young. The
+   * files are stat'ed after the record was read, so a record unreadable because it is being rewritten
+   * right now has a fresh mtime.
+   */
+  private async isExpired(id: string, expiredBefore: number): Promise<boolean> {
+    const created = Date.parse((await this.configstore.get(id))?.creation_date ?? '');
+    if (Number.isFinite(created)) return created < expiredBefore;
+    const modified = await Promise.all([id, `${id}.json`].map((name) => mtimeOf(path.join(this.directory, name))));
+    const newest = Math.max(...modified.filter((time) => time !== undefined));
+    return Number.isFinite(newest) && newest < expiredBefore;
   }
 
   override async write(readable: Readable, uploadId: string, offset: number): Promise<number> {
@@ -86,4 +113,14 @@ export class TusFileStore extends FileStore {
       file.closeInBackground();
     }
   }
+}
+
+async function mtimeOf(file: string): Promise<number | undefined> {
+  return fsp.stat(file).then(
+    (stat) => stat.mtimeMs,
+    (error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return undefined;
+      throw error;
+    },
+  );
 }
