@@ -110,6 +110,10 @@ export async function instantMariadb() {
     }
     report.lookup = { p50: percentile(lookups, 50), p99: percentile(lookups, 99), n: lookups.length };
 
+    // Not comparable with (c) of `node bench/run.mjs`: this server sat idle through the seeding, and after
+    // ~30 s idle V8 runs a major GC every 30–90 ms during a 1 GiB upload (41–55 per GiB instead of 0–4,
+    // later back-to-back uploads included, either profile: embedded 3.4–4.7 CPU s/GiB against 1.9–2.4),
+    // while (c) times a server that never idled since its start.
     log('the first user uploads the content (chunked; cluster profile)');
     const alice = await userToken(server.client, 'bench-alice');
     const m = await measured(() => chunkedUpload(server.client, alice, { file, size: SIZE, sha1, name: 'chunked.bin', folder: '/bench' }), { pid: server.pid });
