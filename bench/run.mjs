@@ -17,6 +17,7 @@
 //   BENCH_INSTANT_WARMUP=200 (untimed instant uploads first: steady state, not the JIT's warm-up)
 //   BENCH_WARMUP_MB=64      untimed upload each server takes before its timed one in (a)–(d) (0: none)
 //   BENCH_ROUNDS=3          rounds of (a), (b) and (c), interleaved; each stage reports its median round
+//   BENCH_IDLE_S=0          seconds filestore sits idle after its warm-up before each timed (c) upload
 //   BENCH_CPU_PROF=1        run the filestore server under --cpu-prof; the profile is kept and summarised
 //   BENCH_SERVER_WRAP="strace --seccomp-bpf -f -T -e trace=fdatasync -o FILE"  run the server under a tool
 //   BENCH_SEED_ROWS=1000000 BENCH_KEEP_DB=1 (instant-mariadb: keep filestore_bench afterwards)

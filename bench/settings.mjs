@@ -13,6 +13,9 @@ export const INSTANT_WARMUP = Number(process.env.BENCH_INSTANT_WARMUP ?? 200);
 // thread and V8's compiler threads compiled the hot paths: medians 721 against 778 MiB/s over 5
 // alternating pairs, 678 against 724 over four `make bench` runs each
 export const WARMUP_MB = Number(process.env.BENCH_WARMUP_MB ?? 64);
+// Seconds the filestore server sits idle after its warm-up, before the timed upload of (c): a server in
+// use idles between uploads, and after ~30 s V8's memory reducer changes how it collects (scripts/start-api.sh)
+export const IDLE_S = Number(process.env.BENCH_IDLE_S ?? 0);
 // (a), (b) and (c) run this many rounds, interleaved, and each reports its median round: on these VMs a
 // stage now and then ran at half speed with every process on the machine, the client included, using
 // twice its usual CPU (the host reclaiming memory), and one such round decided a single run's ratios

@@ -3,10 +3,10 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import {
-  MiB, fixed, freePort, hashFile, loadLine, makeRandomFile, makeTempDir, mibps, onCleanup, run, startChild, stopChild, syncDisks, table, touchFreeMemory, waitForPort, which,
+  MiB, fixed, freePort, hashFile, loadLine, makeRandomFile, makeTempDir, mibps, onCleanup, run, sleep, startChild, stopChild, syncDisks, table, touchFreeMemory, waitForPort, which,
 } from './lib.mjs';
 import { measured, withChildren } from './proc.mjs';
-import { SIZE, CHUNK, INFLIGHT, INSTANT_RUNS, INSTANT_WARMUP, ROUNDS, STAGES, WARMUP_MB, log, TARGET_VS_NGINX, TARGET_VS_PEER, TARGET_INSTANT_MS, TARGET_RSS_BYTES } from './settings.mjs';
+import { SIZE, CHUNK, INFLIGHT, INSTANT_RUNS, INSTANT_WARMUP, IDLE_S, ROUNDS, STAGES, WARMUP_MB, log, TARGET_VS_NGINX, TARGET_VS_PEER, TARGET_INSTANT_MS, TARGET_RSS_BYTES } from './settings.mjs';
 import { startFilestore, stopFilestore, userToken, chunkedUpload, tusUpload, instantSeries } from './filestore.mjs';
 import { throughputRow, details, phaseLine, THROUGHPUT_HEADER, THROUGHPUT_ALIGN, verdict, header } from './report.mjs';
 
@@ -94,6 +94,7 @@ function medianRound(rounds) {
 export async function uploadBenchmark() {
   header('filestore upload benchmark', [
     `file ${(SIZE / MiB).toFixed(0)} MiB random, 127.0.0.1; chunks ${CHUNK / MiB} MiB, ${INFLIGHT} in flight; stages ${[...STAGES].join(',')}`,
+    ...(IDLE_S > 0 ? [`filestore sits idle ${IDLE_S} s after its warm-up, before each timed (c) upload`] : []),
     WARMUP_MB > 0 ? `each server (nginx, the tus peer, filestore for (c) and for (d)) first takes one untimed ${WARMUP_MB} MiB upload` : 'no warm-up uploads (BENCH_WARMUP_MB=0)',
     `(a), (b) and (c) run ${ROUNDS} round(s), interleaved; each reports its median round, and the targets use those`,
   ]);
@@ -153,6 +154,7 @@ export async function uploadBenchmark() {
         log(`(c) filestore chunked upload${of}`);
         await freshServer(round);
         if (warmup) await chunkedUpload(server.client, token, { ...warmup, name: 'warmup-chunked.bin', folder: '/warmup' });
+        if (IDLE_S > 0) await sleep(IDLE_S * 1000);
         const m = await measured(() => chunkedUpload(server.client, token, { file, size: SIZE, sha1, name: 'chunked.bin', folder: '/bench' }), { pid: server.pid });
         rounds.chunked.push({ ...m, note: `complete ${fixed(m.result.completeSeconds * 1000, 0)} ms; details below` });
         syncDisks();
