@@ -11,8 +11,8 @@
 # Both: after ~30 s idle V8's memory reducer shrinks the old generation's limit to its live size (~20 MB)
 # plus a little, and the bodies' buffers (external memory, counted against that limit) then set off a full
 # collection every 30-90 ms of the next uploads, for good: 41-55 per GiB instead of 0-4. A 1 GiB upload after
-# 30 s idle cost 3.95-3.98 CPU s instead of 2.17-2.22 embedded (2.84 s wall instead of 1.75-2.20), 4.60
-# instead of 2.27 in the cluster. With a 256 MB floor an idle server uploads as a fresh one does, for 7-9 MB
+# 35 s idle cost 3.6-4.1 CPU s embedded (5 runs; 2.6-2.8 s wall) and 2.2 with the floor (2.2 s wall), 4.60
+# against 2.27 in the cluster. With a 256 MB floor an idle server uploads as a fresh one does, for 7-9 MB
 # more peak RSS (make bench (c): 193-194 against 184-187 MB); lower floors (48-128 MB) helped less and cost
 # a fresh server CPU.
 main="$(dirname "$0")/../dist/src/main.js"
