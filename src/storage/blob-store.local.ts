@@ -5,6 +5,7 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { AppError } from '../errors.js';
 import type { ByteRange, LandingStore } from './blob-store.js';
+import { namesIn } from './missing-files.js';
 
 // Reads of a download: the stream's default 64 KiB served a 1 GiB blob from a cold cache at 500–780
 // MiB/s with 1.2–1.9 CPU s; 256 KiB at 1590–1770 MiB/s with 0.5 CPU s (1 MiB was no faster).
@@ -42,10 +43,7 @@ export class LocalBlobStore implements LandingStore {
 
   async findAdopted(sha1: string): Promise<Array<{ location: string; size: number }>> {
     const dir = `${sha1.slice(0, 2)}/${sha1.slice(2, 4)}`;
-    const names = await fsp.readdir(path.join(this.root, dir)).catch((error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') return [];
-      throw error;
-    });
+    const names = await namesIn(path.join(this.root, dir));
     const found: Array<{ location: string; size: number }> = [];
     for (const name of names) {
       const location = `${dir}/${name}`;
@@ -125,12 +123,4 @@ export class LocalBlobStore implements LandingStore {
     if (!LOCATION.test(location)) throw new Error(`not a local blob location: ${location}`);
     return path.join(this.root, location);
   }
-}
-
-async function namesIn(dir: string, only?: RegExp): Promise<string[]> {
-  const names = await fsp.readdir(dir).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ENOENT') return [];
-    throw error;
-  });
-  return only ? names.filter((name) => only.test(name)) : names;
 }

@@ -5,6 +5,7 @@ import { FileStore } from '@tus/file-store';
 import { ERRORS, type Upload } from '@tus/utils';
 import { isDiskFull } from '../errors.js';
 import { eachPiece } from '../storage/each-piece.js';
+import { ignoreMissing, namesIn } from '../storage/missing-files.js';
 import { StagedFile, type Keeper } from '../storage/staged-file.js';
 
 /** Where a tus upload's written slots go to be hashed, in file order (PrefixHashers.inOrder). */
@@ -67,11 +68,7 @@ export class TusFileStore extends FileStore {
 
   /** Ids with a data file, a record, or both (placeholders are the orphan sweep's). */
   private async storedIds(): Promise<Set<string>> {
-    const names = await fsp.readdir(this.directory).catch((error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') return [];
-      throw error;
-    });
-    return new Set(names.flatMap((name) => STORED_NAME.exec(name)?.[1] ?? []));
+    return new Set((await namesIn(this.directory, STORED_NAME)).map((name) => STORED_NAME.exec(name)![1]!));
   }
 
   /**
@@ -84,7 +81,8 @@ export class TusFileStore extends FileStore {
   private async isExpired(id: string, expiredBefore: number): Promise<boolean> {
     const created = Date.parse((await this.configstore.get(id))?.creation_date ?? '');
     if (Number.isFinite(created)) return created < expiredBefore;
-    const modified = await Promise.all([id, `${id}.json`].map((name) => mtimeOf(path.join(this.directory, name))));
+    const stats = await Promise.all([id, `${id}.json`].map((name) => fsp.stat(path.join(this.directory, name)).catch(ignoreMissing)));
+    const modified = stats.map((stat) => stat?.mtimeMs);
     const newest = Math.max(...modified.filter((time) => time !== undefined));
     return Number.isFinite(newest) && newest < expiredBefore;
   }
@@ -113,14 +111,4 @@ export class TusFileStore extends FileStore {
       file.closeInBackground();
     }
   }
-}
-
-async function mtimeOf(file: string): Promise<number | undefined> {
-  return fsp.stat(file).then(
-    (stat) => stat.mtimeMs,
-    (error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') return undefined;
-      throw error;
-    },
-  );
 }

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { BlobsRepository } from '../../src/db/blobs.repository.js';
 import type { UploadsRepository } from '../../src/db/uploads.repository.js';
 import type { LocalBlobStore } from '../../src/storage/blob-store.local.js';
+import { ignoreMissing, namesIn } from '../../src/storage/missing-files.js';
 
 export interface OrphanSweepDeps {
   dataDir: string;
@@ -81,13 +82,4 @@ export function orphanSweep({ dataDir, local, blobs, sessions, graceMs, logger }
     logger.debug({ removed, ms: Date.now() - started }, 'orphan sweep done');
     return removed;
   };
-}
-
-async function namesIn(dir: string, only: RegExp): Promise<string[]> {
-  return ((await fsp.readdir(dir).catch(ignoreMissing)) ?? []).filter((name) => only.test(name));
-}
-
-function ignoreMissing(error: NodeJS.ErrnoException): undefined {
-  if (error.code === 'ENOENT') return undefined;
-  throw error;
 }
