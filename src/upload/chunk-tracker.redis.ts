@@ -11,7 +11,7 @@ redis.call('expire', KEYS[1], ARGV[2])
 return 1`;
 
 /**
- * The cluster profile's tracker: one Redis bitmap per upload (SETBIT/GETRANGE/BITPOS), expiring with the
+ * The cluster profile's tracker: one Redis bitmap per upload (SETBIT/BITCOUNT/GETRANGE/BITPOS), expiring with the
  * session. Chunk claims are SET NX keys with a lease the holder renews, so API processes never write one
  * chunk at once.
  */
@@ -45,6 +45,10 @@ export class RedisChunkTracker implements ChunkTracker {
     const bitmap = await this.redis.getrangeBuffer(this.key(uploadId), 0, Math.ceil(chunkCount / 8) - 1);
     // Redis numbers bits from the most significant bit of the first byte.
     return Array.from({ length: chunkCount }, (_, i) => ((bitmap[i >> 3] ?? 0) & (0x80 >> (i & 7))) !== 0);
+  }
+
+  async receivedCount(uploadId: string): Promise<number> {
+    return this.redis.bitcount(this.key(uploadId));
   }
 
   async forget(uploadId: string): Promise<void> {

@@ -62,6 +62,11 @@ export class SqlChunkTracker implements ChunkTracker {
     return flags;
   }
 
+  async receivedCount(uploadId: string): Promise<number> {
+    const row = await this.db.readPrimary((db) => db('upload_chunks').where({ upload_id: uploadId }).count({ count: '*' }).first());
+    return Number(row?.count ?? 0);
+  }
+
   async forget(uploadId: string): Promise<void> {
     this.knownPrefix.delete(uploadId);
     if (this.forgotten.size >= MAX_FORGOTTEN_REMEMBERED) this.forgotten.delete(this.forgotten.values().next().value!);

@@ -22,6 +22,8 @@ export interface ChunkTracker {
   receivedPrefix(uploadId: string, chunkCount: number): Promise<number>;
   /** One flag per chunk, true when received. */
   received(uploadId: string, chunkCount: number): Promise<boolean[]>;
+  /** How many chunks are received, counted where they are recorded. */
+  receivedCount(uploadId: string): Promise<number>;
   /** Drops what is recorded of the upload; marks that come later record nothing (see mark). */
   forget(uploadId: string): Promise<void>;
 }

@@ -162,7 +162,10 @@ export class UploadService {
 
   async describe(userId: string, id: string) {
     const session = await this.find(userId, id);
-    const received = session.mode === 'chunks' ? await this.deps.tracker.received(id, session.chunk_count) : [];
+    const receiving = session.mode === 'chunks' && session.state !== 'complete';
+    const [received, receivedCount] = receiving
+      ? await Promise.all([this.deps.tracker.received(id, session.chunk_count), this.deps.tracker.receivedCount(id)])
+      : [[], 0];
     const file = session.state === 'complete' && session.file_id ? await this.deps.files.get(userId, session.file_id).catch(() => null) : null;
     return {
       uploadId: session.id,
@@ -174,7 +177,7 @@ export class UploadService {
       state: session.state,
       chunkSize: session.chunk_size,
       chunkCount: session.chunk_count,
-      received: session.state === 'complete' ? session.chunk_count : received.filter(Boolean).length,
+      received: session.state === 'complete' ? session.chunk_count : receivedCount,
       missing: session.state === 'receiving' && session.mode === 'chunks' ? missingChunks(received) : [],
       ...(file ? { file } : {}),
     };

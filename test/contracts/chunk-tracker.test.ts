@@ -73,9 +73,11 @@ for (const adapter of adapters) {
       expect(isClaim(await opened.tracker.claim(uploadId, 3))).toBe(true);
     });
 
-    it('tells which chunks are received, one at a time and as flags, and forgets them all', async () => {
+    it('tells which chunks are received, one at a time, as flags and as a count, and forgets them all', async () => {
       const uploadId = randomUUID();
-      for (const index of [0, 2, 9]) await opened.tracker.mark(uploadId, index, 60);
+      expect(await opened.tracker.receivedCount(uploadId)).toBe(0);
+      for (const index of [0, 2, 9, 2]) await opened.tracker.mark(uploadId, index, 60);
+      expect(await opened.tracker.receivedCount(uploadId)).toBe(3);
 
       expect(await opened.tracker.has(uploadId, 2)).toBe(true);
       expect(await opened.tracker.has(uploadId, 1)).toBe(false);
@@ -84,6 +86,7 @@ for (const adapter of adapters) {
       await opened.tracker.forget(uploadId);
       expect(await opened.tracker.has(uploadId, 2)).toBe(false);
       expect(await opened.tracker.receivedPrefix(uploadId, 10)).toBe(0);
+      expect(await opened.tracker.receivedCount(uploadId)).toBe(0);
     });
 
     it('records nothing for an upload forgotten meanwhile (a chunk that outlived its session): mark answers false', async () => {
