@@ -1,5 +1,4 @@
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
-import { hash } from '@node-rs/argon2';
 import type { Cache } from '../cache/cache.js';
 import { isUniqueViolation } from '../db/database.js';
 import type { TokensRepository } from '../db/tokens.repository.js';
@@ -28,10 +27,6 @@ export interface AuthServiceDeps {
   registerMaxPerIp: number;
   registerWindowSeconds: number;
 }
-
-// Verified against when the username is unknown, so both failures cost the same time. Hashed once at
-// import, outside PasswordHashing's turns.
-const DUMMY_HASH = hash('not-a-real-password-' + randomUUID());
 
 export class AuthService {
   constructor(private readonly deps: AuthServiceDeps) {}
@@ -77,7 +72,7 @@ export class AuthService {
     let ok: boolean;
     try {
       user = await this.deps.users.findByUsername(username);
-      ok = await this.deps.passwords.verify(user?.password_hash ?? (await DUMMY_HASH), password);
+      ok = await this.deps.passwords.verify(user?.password_hash, password);
     } catch (error) {
       // the password was never checked (the database is down, no turn to verify in): not a failed attempt
       await Promise.all([this.deps.cache.giveBack(userKey), this.deps.cache.giveBack(ipKey)]);

@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -13,6 +14,9 @@ afterEach(async () => {
 });
 
 const text = (key: Uint8Array) => new TextDecoder().decode(key);
+const KEY = 'a-key-of-at-least-32-characters-in-use';
+/** What a start killed between writing its key and linking it leaves (createOnce's temporary name). */
+const LEFTOVER = 'jwt-secret.4194301.0123456789ab';
 
 describe('the generated signing key in DATA_DIR/jwt-secret', () => {
   it('is created once, readable by its owner only, and read back on the next start', async () => {
@@ -23,11 +27,50 @@ describe('the generated signing key in DATA_DIR/jwt-secret', () => {
     expect(await fsp.readdir(dataDir)).toEqual(['jwt-secret']);
   });
 
-  it('processes starting at once over one DATA_DIR all get the same, non-empty key', async () => {
+  it('processes starting at once over one DATA_DIR, with a leftover temporary file, all get the same, non-empty key', async () => {
+    await fsp.writeFile(path.join(dataDir, LEFTOVER), 'a-key-no-one-ever-used-0123456789abcdef', { mode: 0o600 });
     const keys = await Promise.all(Array.from({ length: 20 }, () => loadSigningKey(dataDir, undefined)));
     expect(new Set(keys.map(text)).size).toBe(1);
     expect(text(keys[0]!).length).toBeGreaterThanOrEqual(32);
     expect(await fsp.readdir(dataDir)).toEqual(['jwt-secret']);
+  });
+
+  it('a temporary file left by a start killed before its link is removed on the next start; the key in use stays', async () => {
+    await fsp.writeFile(path.join(dataDir, 'jwt-secret'), KEY, { mode: 0o600 });
+    await fsp.writeFile(path.join(dataDir, LEFTOVER), 'a-key-no-one-ever-used-0123456789abcdef', { mode: 0o600 });
+    expect(text(await loadSigningKey(dataDir, undefined))).toBe(KEY);
+    expect(await fsp.readdir(dataDir)).toEqual(['jwt-secret']);
+  });
+
+  it('a first start killed before its link leaves a temporary file; the next start removes it and creates the key', async () => {
+    await fsp.writeFile(path.join(dataDir, LEFTOVER), '', { mode: 0o600 });
+    const key = await loadSigningKey(dataDir, undefined);
+    expect(text(key).length).toBeGreaterThanOrEqual(32);
+    expect(await fsp.readdir(dataDir)).toEqual(['jwt-secret']);
+    expect(await fsp.readFile(path.join(dataDir, 'jwt-secret'), 'utf8')).toBe(text(key));
+  });
+
+  it('a start whose temporary file is removed before its link (by a start at the same time, removing leftovers) writes another', async () => {
+    let removed: string | undefined;
+    const watcher = fs.watch(dataDir, (_event, name) => {
+      if (removed !== undefined || !name?.startsWith('jwt-secret.')) return;
+      const file = path.join(dataDir, name);
+      // gone already: the start got past its link first, and `removed` stays undefined
+      if (!fs.existsSync(file)) return;
+      removed = fs.readFileSync(file, 'utf8');
+      fs.rmSync(file);
+    });
+    try {
+      const key = text(await loadSigningKey(dataDir, undefined));
+      expect(removed).toBeDefined();
+      // the removed file's key was never linked: the start went on with another
+      expect(key).not.toBe(removed);
+      expect(key.length).toBeGreaterThanOrEqual(32);
+      expect(await fsp.readFile(path.join(dataDir, 'jwt-secret'), 'utf8')).toBe(key);
+      expect(await fsp.readdir(dataDir)).toEqual(['jwt-secret']);
+    } finally {
+      watcher.close();
+    }
   });
 
   it.each([
