@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
-import { ERRORS, type Lock, type Locker, type RequestRelease } from '@tus/utils';
+import { ERRORS, type Lock, type RequestRelease } from '@tus/utils';
 import { RedisLease } from './redis-lease.js';
+import type { TusLocker } from './tus-locker.js';
 
 const LEASE_MS = 30_000;
 const RETRY_MS = 50;
@@ -14,7 +15,7 @@ const ASK_AGAIN_MS = 1000;
  * half-open connection, perhaps in another process) is asked to let go, as @tus/server's MemoryLocker does
  * in one process.
  */
-export class RedisLocker implements Locker {
+export class RedisLocker implements TusLocker {
   private readonly held = new Map<string, RequestRelease>();
   private readonly channelPrefix: string;
   private subscribed: Promise<unknown> | null = null;
@@ -34,6 +35,11 @@ export class RedisLocker implements Locker {
 
   newLock(id: string): Lock {
     return new RedisLock(this, id);
+  }
+
+  async lockIfFree(id: string): Promise<Lock | null> {
+    const lock = new RedisLock(this, id);
+    return (await lock.lockIfFree()) ? lock : null;
   }
 
   /** Resolves once this process hears release requests (a holder must, from the moment it holds). */
@@ -87,6 +93,12 @@ class RedisLock implements Lock {
       await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
     }
     this.locker.hold(this.id, requestRelease);
+  }
+
+  /** One try, holding no release handler: a request asking meanwhile waits until this one is done. */
+  async lockIfFree(): Promise<boolean> {
+    this.lease = await RedisLease.tryAcquire(this.locker.redis, this.key, this.locker.leaseMs);
+    return this.lease !== null;
   }
 
   async unlock(): Promise<void> {
