@@ -3,7 +3,12 @@ import { ERRORS, type Lock, type RequestRelease } from '@tus/utils';
 import { RedisLease } from './redis-lease.js';
 import type { TusLocker } from './tus-locker.js';
 
-const LEASE_MS = 30_000;
+// How long a lock outlives its holder's last renewal (renewed every third of it): a client resuming
+// after its API process was killed -9 waits this long at most (4-6 s). It lapses under a live holder
+// only if the holder's event loop stalls for over 4 s (hashing runs on threads; a GC pause is
+// milliseconds), or two renewals in a row fail (one that times out after REDIS_TIMEOUT_SECONDS is made
+// good by the next, 2 s later). The chunk claims' lease, for the same reasons.
+const LEASE_MS = 6000;
 const RETRY_MS = 50;
 // A release request is a message: one the holder missed (its subscription was being renewed after a
 // reconnect) is sent again, rather than the waiter sitting out the whole acquire timeout.
