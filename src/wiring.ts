@@ -1,5 +1,3 @@
-import { MemoryLocker } from '@tus/server';
-import type { Locker } from '@tus/utils';
 import type { Logger } from 'pino';
 import { AdminService } from './admin/admin.service.js';
 import { AccessTokens } from './auth/access-tokens.js';
@@ -34,6 +32,7 @@ import { SqlChunkTracker } from './upload/chunk-tracker.sql.js';
 import { PrefixHashers } from './upload/prefix-hasher.js';
 import { UploadStaging } from './upload/staging.js';
 import { TusEndpoint } from './upload/tus-endpoint.js';
+import { MemoryTusLocker, type TusLocker } from './upload/tus-locker.js';
 import { UploadCompletion } from './upload/upload-completion.js';
 import { UploadService } from './upload/upload.service.js';
 import { LocalVerificationLock, type VerificationLock } from './upload/verification-lock.js';
@@ -69,7 +68,7 @@ interface ProfileParts {
   cache: Cache;
   tracker: ChunkTracker;
   verifiers: VerificationLock;
-  locker: Locker;
+  locker: TusLocker;
   jobs: JobQueue;
   s3?: S3BlobStore;
   extraChecks: Record<string, HealthCheck>;
@@ -82,7 +81,7 @@ function openEmbedded(config: Config, logger: Logger): ProfileParts {
   const db = new Database(sqlite, sqlite, { readYourWritesMs: 0, logger });
   const jobs = new SqlJobQueue(db, logger);
   const checkpointer = new SqliteCheckpointer(sqliteFile(config.DATA_DIR), logger);
-  const locker = new MemoryLocker({ acquireLockTimeout: config.TUS_LOCK_TIMEOUT_SECONDS * 1000 });
+  const locker = new MemoryTusLocker({ acquireLockTimeout: config.TUS_LOCK_TIMEOUT_SECONDS * 1000 });
   return {
     db, jobs, cache: new MemoryCache(), tracker: new SqlChunkTracker(db), verifiers: new LocalVerificationLock(), locker, extraChecks: {},
     migrate: () => migrateToLatest(sqlite),

@@ -10,6 +10,7 @@ import { nameProblem, normalizeFolder } from '../files/names.js';
 import type { TempFiles } from '../storage/temp-file.js';
 import type { PrefixHashers } from './prefix-hasher.js';
 import { TUS_ID, TusFileStore } from './tus-file-store.js';
+import type { TusLocker } from './tus-locker.js';
 import { CORS_ALLOWED_HEADERS, CORS_EXPOSED_HEADERS, FILE_ID_HEADER } from './tus-headers.js';
 import { FILE_METADATA_KEY, OWNER_METADATA_KEY, SERVER_METADATA_KEYS, SHA1_METADATA_KEY, notUtf8 } from './tus-metadata.js';
 
@@ -23,7 +24,7 @@ export interface TusEndpointDeps {
   dataDir: string;
   ttlSeconds: number;
   maxSize: number;
-  locker: Locker;
+  locker: TusLocker;
   files: FileService;
   temp: TempFiles;
   hashers: PrefixHashers;
@@ -77,6 +78,7 @@ export class TusEndpoint {
     this.store = new TusFileStore(
       { directory: path.join(deps.dataDir, 'tus'), expirationPeriodInMilliseconds: deps.ttlSeconds * 1000 },
       (id, filePath) => deps.hashers.inOrder(this.hashKey(id), filePath),
+      deps.locker,
     );
     this.store.extensions.push('checksum');
     const options: ServerOptions & { datastore: TusFileStore } = {

@@ -7,6 +7,7 @@ import { isDiskFull } from '../errors.js';
 import { eachPiece } from '../storage/each-piece.js';
 import { ignoreMissing, namesIn } from '../storage/missing-files.js';
 import { StagedFile, type Keeper } from '../storage/staged-file.js';
+import type { TusLocker } from './tus-locker.js';
 
 /** Where a tus upload's written slots go to be hashed, in file order (PrefixHashers.inOrder). */
 export type TusHashing = (uploadId: string, filePath: string) => Keeper;
@@ -27,6 +28,7 @@ export class TusFileStore extends FileStore {
   constructor(
     options: ConstructorParameters<typeof FileStore>[0],
     private readonly hashing: TusHashing,
+    private readonly locker: TusLocker,
   ) {
     super(options);
   }
@@ -54,13 +56,21 @@ export class TusFileStore extends FileStore {
    * was kept forever, and it sees only a data file paired with a record it can parse, so a data file whose
    * record a kill never wrote (creation writes the file first) or cut short, or a record whose file a kill
    * already removed, stayed for good. Those without a readable record go by their mtime (isExpired).
+   * An upload is removed under its lock, as @tus/server takes it: one a request holds (a PATCH writing
+   * into it, its finish hashing and linking it) is left for the next sweep, without cutting the request.
    */
   override async deleteExpired(): Promise<number> {
     const expiredBefore = Date.now() - this.getExpiration();
     let removed = 0;
     for (const id of await this.storedIds()) {
       if (!(await this.isExpired(id, expiredBefore))) continue;
-      await this.discard(id);
+      const lock = await this.locker.lockIfFree(id);
+      if (!lock) continue;
+      try {
+        await this.discard(id);
+      } finally {
+        await lock.unlock();
+      }
       removed += 1;
     }
     return removed;

@@ -1,8 +1,14 @@
 import type { Redis } from 'ioredis';
-import { ERRORS, type Lock, type Locker, type RequestRelease } from '@tus/utils';
+import { ERRORS, type Lock, type RequestRelease } from '@tus/utils';
 import { RedisLease } from './redis-lease.js';
+import type { TusLocker } from './tus-locker.js';
 
-const LEASE_MS = 30_000;
+// How long a lock outlives its holder's last renewal (renewed every third of it): a client resuming
+// after its API process was killed -9 waits this long at most (4-6 s). It lapses under a live holder
+// only if the holder's event loop stalls for over 4 s (hashing runs on threads; a GC pause is
+// milliseconds), or two renewals in a row fail (one that times out after REDIS_TIMEOUT_SECONDS is made
+// good by the next, 2 s later). The chunk claims' lease, for the same reasons.
+const LEASE_MS = 6000;
 const RETRY_MS = 50;
 // A release request is a message: one the holder missed (its subscription was being renewed after a
 // reconnect) is sent again, rather than the waiter sitting out the whole acquire timeout.
@@ -14,7 +20,7 @@ const ASK_AGAIN_MS = 1000;
  * half-open connection, perhaps in another process) is asked to let go, as @tus/server's MemoryLocker does
  * in one process.
  */
-export class RedisLocker implements Locker {
+export class RedisLocker implements TusLocker {
   private readonly held = new Map<string, RequestRelease>();
   private readonly channelPrefix: string;
   private subscribed: Promise<unknown> | null = null;
@@ -34,6 +40,11 @@ export class RedisLocker implements Locker {
 
   newLock(id: string): Lock {
     return new RedisLock(this, id);
+  }
+
+  async lockIfFree(id: string): Promise<Lock | null> {
+    const lock = new RedisLock(this, id);
+    return (await lock.lockIfFree()) ? lock : null;
   }
 
   /** Resolves once this process hears release requests (a holder must, from the moment it holds). */
@@ -87,6 +98,12 @@ class RedisLock implements Lock {
       await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
     }
     this.locker.hold(this.id, requestRelease);
+  }
+
+  /** One try, holding no release handler: a request asking meanwhile waits until this one is done. */
+  async lockIfFree(): Promise<boolean> {
+    this.lease = await RedisLease.tryAcquire(this.locker.redis, this.key, this.locker.leaseMs);
+    return this.lease !== null;
   }
 
   async unlock(): Promise<void> {

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { MemoryLocker } from '@tus/server';
-import { ERRORS, type Lock, type Locker } from '@tus/utils';
+import { ERRORS, type Lock } from '@tus/utils';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { RedisLocker } from '../../src/upload/tus-locker.redis.js';
+import { MemoryTusLocker, type TusLocker } from '../../src/upload/tus-locker.js';
 import { SERVICE_DEFAULTS, servicesAvailable } from '../support/services.js';
 
 interface LockerOptions {
@@ -15,8 +15,8 @@ interface LockerOptions {
 
 interface Opened {
   /** The locker of one API process, and the one of another (the same locker where it lives in one process). */
-  here: Locker;
-  elsewhere: Locker;
+  here: TusLocker;
+  elsewhere: TusLocker;
   /** Redis only: ends the process of `here` as kill -9 would (its connections go, nothing is released). */
   killHere?(): void;
   /** Redis only: drops the connection on which `here` hears release requests; it comes back by itself. */
@@ -25,7 +25,7 @@ interface Opened {
 }
 
 function openMemory({ acquireTimeoutMs = 30_000 }: LockerOptions): Opened {
-  const locker = new MemoryLocker({ acquireLockTimeout: acquireTimeoutMs });
+  const locker = new MemoryTusLocker({ acquireLockTimeout: acquireTimeoutMs });
   return { here: locker, elsewhere: locker, close: async () => {} };
 }
 
@@ -135,6 +135,31 @@ for (const adapter of adapters) {
         await holder.unlock();
         const after = opened.elsewhere.newLock(id);
         await take(after, [], 'after');
+        await after.unlock();
+      } finally {
+        await opened.close();
+      }
+    });
+
+    it('takes a free lock at once with lockIfFree, and answers null for a held one without asking its holder to let go', async () => {
+      const opened = adapter.open({ acquireTimeoutMs: 300 });
+      try {
+        const id = randomUUID();
+        const events: string[] = [];
+        await take(opened.here.newLock(id), events, 'holder');
+        expect(await opened.elsewhere.lockIfFree(id)).toBeNull();
+        expect(events).toEqual(['holder holds']);
+
+        const free = await opened.elsewhere.lockIfFree(randomUUID());
+        expect(free).not.toBeNull();
+        await free!.unlock();
+        // a lock taken so is a lock like any other: a request waits for it (asking in vain), then takes it
+        const sweeping = randomUUID();
+        const sweep = (await opened.here.lockIfFree(sweeping))!;
+        await expect(opened.elsewhere.newLock(sweeping).lock(never(), () => {})).rejects.toBe(ERRORS.ERR_LOCK_TIMEOUT);
+        await sweep.unlock();
+        const after = opened.elsewhere.newLock(sweeping);
+        await take(after, events, 'after');
         await after.unlock();
       } finally {
         await opened.close();

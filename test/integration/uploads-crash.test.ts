@@ -2,8 +2,11 @@ import { randomBytes } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { availableProfiles, type ProfileName } from '../support/app.js';
+import { Redis } from 'ioredis';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { RedisLocker } from '../../src/upload/tus-locker.redis.js';
+import { availableProfiles, startApp, type ProfileName } from '../support/app.js';
+import { ApiClient } from '../support/client.js';
 import { sha1 } from '../support/files.js';
 import { crashableServer, profileEnv, type Cleanups } from '../support/server-process.js';
 import { MiB, chunkOf, complete, putChunk, putChunks } from '../support/uploads.js';
@@ -73,8 +76,8 @@ describe.each(profiles)('an upload survives kill -9 of the server (%s profile)',
 });
 
 // The tus file store writes PATCH bodies in 1 MiB slots: what a killed server had written stays,
-// and the file's size is the offset a client resumes from. (In the cluster, the dead server's tus lock
-// would hold a resumed request for its 30 s lease: the bytes' side is the same, so embedded only.)
+// and the file's size is the offset a client resumes from. (The bytes' side is the same in the cluster,
+// whose side is the dead server's lock, below.)
 describe('a tus upload survives kill -9 of the server (embedded profile)', () => {
   it('resumes from the offset of the bytes written before the kill, and finishes with the exact bytes and SHA-1', { timeout: 120_000 }, async () => {
     const { dataDir, client, killAndRestart } = await crashableServer({ FILESTORE_PROFILE: 'embedded' }, cleanups);
@@ -114,3 +117,62 @@ describe('a tus upload survives kill -9 of the server (embedded profile)', () =>
   });
 });
 
+
+// The dead server's tus lock lives in Redis until its lease runs out: a client resuming on another API
+// process waits that long (HEAD takes the lock too), while a live holder keeps it by renewing.
+describe.skipIf(!profiles.includes('cluster'))('a tus upload resumes on another API process after kill -9 of the one writing it (cluster profile)', () => {
+  it('holds the upload while the writer lives past a lease, then lets a HEAD on the other through within 7 s of the kill, and finishes with the exact bytes', { timeout: 120_000 }, async () => {
+    const { env } = await profileEnv('cluster', cleanups);
+    const { dataDir, client, kill } = await crashableServer(env, cleanups);
+    // the other API process: same database, Redis keys and DATA_DIR; waiting longer than the old 30 s lease would not tell
+    const other = await startApp('cluster', { DATA_DIR: dataDir, DB_PRIMARY_URL: env.DB_PRIMARY_URL!, DB_REPLICA_URL: env.DB_REPLICA_URL!, REDIS_KEY_PREFIX: env.REDIS_KEY_PREFIX!, TUS_LOCK_TIMEOUT_SECONDS: '15' });
+    cleanups.push(() => other.close());
+    const onOther = new ApiClient(other.baseUrl, client.token);
+    const tusHeaders = { 'tus-resumable': '1.0.0', authorization: `Bearer ${client.token}` };
+    const source = randomBytes(4 * MiB);
+    const created = await fetch(`${client.baseUrl}/api/tus`, {
+      method: 'POST',
+      headers: { ...tusHeaders, 'upload-length': String(source.length), 'upload-metadata': `filename ${Buffer.from('resumed-elsewhere.bin').toString('base64')}` },
+    });
+    expect(created.status).toBe(201);
+    const uploadPath = created.headers.get('location')!;
+    const id = path.basename(uploadPath);
+
+    const writing = http.request(`${client.baseUrl}${uploadPath}`, {
+      method: 'PATCH',
+      headers: { ...tusHeaders, 'upload-offset': '0', 'content-type': 'application/offset+octet-stream', 'content-length': String(source.length) },
+    });
+    writing.once('error', () => undefined);
+    writing.write(source.subarray(0, 1.5 * MiB));
+    const stored = path.join(dataDir, 'tus', id);
+    await vi.waitFor(async () => expect((await fsp.stat(stored)).size).toBeGreaterThanOrEqual(MiB), { timeout: 5000, interval: 20 });
+
+    // looked at without asking the writer to let go (a HEAD would: the writer would stop and answer)
+    const redis = new Redis(env.REDIS_URL!);
+    cleanups.push(async () => redis.disconnect());
+    const onlooker = new RedisLocker(redis, redis.duplicate(), env.REDIS_KEY_PREFIX!);
+    cleanups.push(() => onlooker.close());
+    await new Promise((resolve) => setTimeout(resolve, 7000));
+    expect(await onlooker.lockIfFree(id)).toBeNull();
+
+    await kill();
+    const killedAt = performance.now();
+    const head = await fetch(`${other.baseUrl}${uploadPath}`, { method: 'HEAD', headers: tusHeaders });
+    const waited = performance.now() - killedAt;
+    expect(head.status).toBe(200);
+    expect(waited).toBeLessThan(7000);
+    // the dead writer's lock did hold it: its last renewal was at most a third of the lease before the kill
+    expect(waited).toBeGreaterThan(3000);
+    const offset = Number(head.headers.get('upload-offset'));
+    expect(offset).toBeGreaterThanOrEqual(MiB);
+
+    const finished = await fetch(`${other.baseUrl}${uploadPath}`, {
+      method: 'PATCH',
+      headers: { ...tusHeaders, 'upload-offset': String(offset), 'content-type': 'application/offset+octet-stream' },
+      body: new Uint8Array(source.subarray(offset)),
+    });
+    expect(finished.status).toBe(204);
+    const fileId = finished.headers.get('filestore-file-id');
+    expect((await onOther.get(`/api/files/${fileId}/content`)).bytes.equals(source)).toBe(true);
+  });
+});
