@@ -114,6 +114,11 @@ export class ContentStore {
     return this.storeOf(blob).read(blob.location, range);
   }
 
+  /** The stored size, from whichever tier holds the content, without touching its bytes. */
+  async stat(blob: { tier: Tier; location: string }) {
+    return this.storeOf(blob).stat(blob.location);
+  }
+
   private storeOf(blob: { tier: Tier }) {
     const store = this.deps.tiers[blob.tier];
     if (!store) throw new AppError('storage_unavailable', `The ${blob.tier} tier is not configured here.`);

@@ -134,17 +134,30 @@ export class FileService {
     return (await this.deps.userFiles.listFolder(userId, folder)).map(toFileView);
   }
 
-  /**
-   * The file and a stream of its bytes (or of `range`) from whichever tier holds them. A move between
-   * tiers may delete the local copy between reading the row and opening it: then the row is read again,
-   * on the primary, as a lagging replica may still hold the row from before the move.
-   */
+  /** The file and a stream of its bytes (or of `range`) from whichever tier holds them. */
   async open(userId: string, id: string, range?: ByteRange): Promise<{ file: FileView; body: Readable }> {
+    return this.onHoldingTier(userId, id, async (row) => ({ file: toFileView(row), body: await this.deps.content.read(row, range) }));
+  }
+
+  /**
+   * Resolves once the tier holding the file confirms its bytes are there (a HEAD): fails as `open` would,
+   * without opening the blob or fetching any of it.
+   */
+  async confirmStored(userId: string, id: string): Promise<void> {
+    await this.onHoldingTier(userId, id, (row) => this.deps.content.stat(row));
+  }
+
+  /**
+   * Runs `use` on the file's available row. A move between tiers may delete the local copy between
+   * reading the row and using it: then the row is read again, on the primary, as a lagging replica may
+   * still hold the row from before the move.
+   */
+  private async onHoldingTier<T>(userId: string, id: string, use: (row: UserFileWithBlob) => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       const row = await this.find(userId, id, { onPrimary: attempt > 0 });
       if (row.blob_status === 'corrupt') throw new AppError('corrupt');
       try {
-        return { file: toFileView(row), body: await this.deps.content.read(row, range) };
+        return await use(row);
       } catch (error) {
         const moved = error instanceof AppError && error.code === 'unavailable' && row.tier === 'local';
         if (!moved || attempt > 0) throw error;

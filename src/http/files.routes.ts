@@ -7,6 +7,7 @@ import { AppError } from '../errors.js';
 import type { FileService, FileView } from '../files/file.service.js';
 import type { FolderService } from '../files/folder.service.js';
 import { assertValidName, normalizeFolder, normalizeFolderToFind } from '../files/names.js';
+import type { ByteRange } from '../storage/blob-store.js';
 import type { TempFiles } from '../storage/temp-file.js';
 import { intactFormText, singleFileUpload, uploadedFileName } from './multipart.js';
 import { parseRange } from './range.js';
@@ -83,16 +84,19 @@ export function fileRoutes({ files, folders, temp, maxUploadBytes, onUploadedByt
     if (range === 'unsatisfiable') {
       throw new AppError('range_not_satisfiable', undefined, {}, { 'Content-Range': `bytes */${file.size}` });
     }
-    const { body } = await files.open(userId, file.id, range ?? undefined);
-    if (range) {
-      res.status(206).set('Content-Range', `bytes ${range.start}-${range.end}/${file.size}`);
-      res.set('Content-Length', String(range.end - range.start + 1));
-    } else {
-      res.set('Content-Length', String(file.size));
+    if (req.method === 'HEAD') {
+      // Opening the content only to drop it cost S3 a GetObject whose abort also closed a pooled
+      // connection to the gateway; HEAD needs only to know the bytes are there, as a GET would find them.
+      await files.confirmStored(userId, file.id);
+      setLengthHeaders(res, file.size, range);
+      res.end();
+      return;
     }
+    const { body } = await files.open(userId, file.id, range ?? undefined);
+    setLengthHeaders(res, file.size, range);
     // A client that hung up while the content was opened has had its 'close' already: nothing would
     // ever destroy the body, and pipe would wait on the dead response holding the file or S3 socket.
-    if (req.method === 'HEAD' || res.destroyed) {
+    if (res.destroyed) {
       body.destroy();
       res.end();
       return;
@@ -130,6 +134,16 @@ export function fileRoutes({ files, folders, temp, maxUploadBytes, onUploadedByt
   });
 
   return router;
+}
+
+/** The length of what is served: the whole content (200), or the range with its Content-Range (206). */
+function setLengthHeaders(res: Response, size: number, range: ByteRange | null): void {
+  if (range) {
+    res.status(206).set('Content-Range', `bytes ${range.start}-${range.end}/${size}`);
+    res.set('Content-Length', String(range.end - range.start + 1));
+  } else {
+    res.set('Content-Length', String(size));
+  }
 }
 
 function setContentHeaders(res: Response, file: FileView): void {

@@ -13,6 +13,11 @@ const READ_BYTES = 256 * 1024;
 const LOCATION = /^[0-9a-f]{2}\/[0-9a-f]{2}\/([0-9a-f]{40})\.([0-9a-f]{12})$/;
 const FAN_OUT = /^[0-9a-f]{2}$/;
 
+function missingAsUnavailable(error: NodeJS.ErrnoException): never {
+  if (error.code === 'ENOENT') throw new AppError('unavailable', 'The stored content is missing.');
+  throw error;
+}
+
 /**
  * Blobs as files under DATA_DIR/blobs/ab/cd/<sha1>.<random>; the location is that relative path. Each
  * adoption gets its own path, so deleting an old blob can never remove a newer copy of the same content.
@@ -77,6 +82,11 @@ export class LocalBlobStore implements LandingStore {
     }
   }
 
+  async stat(location: string): Promise<{ size: number }> {
+    const stat = await fsp.stat(this.resolve(location)).catch(missingAsUnavailable);
+    return { size: stat.size };
+  }
+
   pathOf(location: string): string {
     return this.resolve(location);
   }
@@ -113,10 +123,7 @@ export class LocalBlobStore implements LandingStore {
   }
 
   private open(location: string): Promise<fsp.FileHandle> {
-    return fsp.open(this.resolve(location), 'r').catch((error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') throw new AppError('unavailable', 'The stored content is missing.');
-      throw error;
-    });
+    return fsp.open(this.resolve(location), 'r').catch(missingAsUnavailable);
   }
 
   private resolve(location: string): string {

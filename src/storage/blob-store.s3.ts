@@ -47,6 +47,13 @@ function createS3Client(options: S3Options): S3Client {
   return new S3Client({ ...clientConfig(options), requestHandler: new NodeHttpHandler(HANDLER_OPTIONS) });
 }
 
+/** The "unavailable" error both tiers give for a blob that is not there (GetObject says NoSuchKey, HeadObject NotFound). */
+function missingAsUnavailable(error: unknown): never {
+  const name = (error as Error).name;
+  if (name === 'NoSuchKey' || name === 'NotFound') throw new AppError('unavailable', 'The stored content is missing.');
+  throw error;
+}
+
 /**
  * Blobs as objects in one bucket (the Ceph tier, through RGW's S3 API). Keys carry the `files` row id
  * and the tag of the local landing they were copied from (`blobs/<sha1>/<id>.<tag>`): a revived row
@@ -93,10 +100,7 @@ export class S3BlobStore implements ArchiveStore {
       this.client.send(
         new GetObjectCommand({ Bucket: this.bucket, Key: location, Range: range ? `bytes=${range.start}-${range.end}` : undefined }),
       ),
-    ).catch((error: unknown) => {
-      if ((error as Error).name === 'NoSuchKey') throw new AppError('unavailable', 'The stored content is missing.');
-      throw error;
-    });
+    ).catch(missingAsUnavailable);
     // The idle timeout bounds the wait for an answer. Once the body streams, a reader applying
     // backpressure (a paused player, a slow client) may leave the socket quiet: that is no outage.
     const body = response.Body as Readable & { socket?: { setTimeout(ms: number): unknown } };
@@ -106,6 +110,13 @@ export class S3BlobStore implements ArchiveStore {
 
   async readRanges(location: string, ranges: ByteRange[]): Promise<Buffer[]> {
     return Promise.all(ranges.map(async (range) => buffer(await this.read(location, range))));
+  }
+
+  async stat(location: string): Promise<{ size: number }> {
+    const head = await this.unavailableOnNetworkError(this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: location }))).catch(
+      missingAsUnavailable,
+    );
+    return { size: Number(head.ContentLength) };
   }
 
   async abortUploadsStartedBefore(time: number): Promise<number> {

@@ -13,6 +13,11 @@ export interface BlobStore {
   read(location: string, range?: ByteRange): Promise<Readable>;
   /** Small ranges of the blob, each in memory (a proof's challenge: up to 64 KiB each). */
   readRanges(location: string, ranges: ByteRange[]): Promise<Buffer[]>;
+  /**
+   * The blob's size, read without opening or fetching any of its bytes (a HEAD's answer); fails as
+   * `read` does when the blob is missing.
+   */
+  stat(location: string): Promise<{ size: number }>;
   remove(location: string): Promise<void>;
   ping(): Promise<void>;
 }

@@ -146,7 +146,14 @@ for (const adapter of adapters) {
       expect((await read(location)).length).toBe(0);
     });
 
-    it('fails to read a removed blob, with the "unavailable" error both tiers share', async () => {
+    it('tells a blob\'s size (stat), 0 for an empty one', async () => {
+      const { location } = await adopt(randomBytes(12_345));
+      expect(await store.stat(location)).toEqual({ size: 12_345 });
+      const { location: empty } = await adopt(Buffer.alloc(0));
+      expect(await store.stat(empty)).toEqual({ size: 0 });
+    });
+
+    it('fails to read or stat a removed blob, with the "unavailable" error both tiers share', async () => {
       const { location } = await adopt(randomBytes(2000));
       await store.remove(location);
       const error = await read(location).then(
@@ -160,6 +167,11 @@ for (const adapter of adapters) {
         (e: unknown) => e,
       );
       expect((rangesError as AppError).code).toBe('unavailable');
+      const statError = await store.stat(location).then(
+        () => expect.fail('the stat of a removed blob should fail'),
+        (e: unknown) => e,
+      );
+      expect((statError as AppError).code).toBe('unavailable');
     });
 
     it('removes a blob that is already gone without complaint', async () => {
