@@ -9,7 +9,7 @@ import type { FileService } from '../files/file.service.js';
 import { nameProblem, normalizeFolder } from '../files/names.js';
 import type { TempFiles } from '../storage/temp-file.js';
 import type { PrefixHashers } from './prefix-hasher.js';
-import { TUS_ID, TusFileStore } from './tus-file-store.js';
+import { LockLost, TUS_ID, TusFileStore } from './tus-file-store.js';
 import type { TusLocker } from './tus-locker.js';
 import { CORS_ALLOWED_HEADERS, CORS_EXPOSED_HEADERS, FILE_ID_HEADER } from './tus-headers.js';
 import { FILE_METADATA_KEY, OWNER_METADATA_KEY, SERVER_METADATA_KEYS, SHA1_METADATA_KEY, notUtf8 } from './tus-metadata.js';
@@ -104,6 +104,7 @@ export class TusEndpoint {
       // disk, which is the server's condition and answers 507 like the other routes)
       onResponseError: async (req, err) => {
         await this.discardRefusedCreation(req);
+        if (err instanceof LockLost) return refuse(ERRORS.upload_locked.status, 'upload_locked', ERRORS.upload_locked.message);
         const outage = isServiceOutage(err);
         const full = isDiskFull(err);
         const status = outage ? 503 : full ? 507 : err instanceof Error ? 500 : err.status_code;

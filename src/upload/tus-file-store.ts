@@ -9,6 +9,16 @@ import { ignoreMissing, namesIn } from '../storage/missing-files.js';
 import { StagedFile, type Keeper } from '../storage/staged-file.js';
 import type { TusLocker } from './tus-locker.js';
 
+/**
+ * A write stopped because its request no longer holds the upload's lock: its process froze past the
+ * lease, and another request may be writing the upload now (TusLocker.stillHeld).
+ */
+export class LockLost extends Error {
+  constructor(uploadId: string) {
+    super(`This request lost the lock of tus upload ${uploadId}.`);
+  }
+}
+
 /** Where a tus upload's written slots go to be hashed, in file order (PrefixHashers.inOrder). */
 export type TusHashing = (uploadId: string, filePath: string) => Keeper;
 
@@ -101,7 +111,13 @@ export class TusFileStore extends FileStore {
     if (!TUS_ID.test(uploadId)) throw ERRORS.FILE_NOT_FOUND;
     const filePath = path.join(this.directory, uploadId);
     const file = await StagedFile.open(filePath);
-    const writer = file.writerAt(offset, { keeper: this.hashing(uploadId, filePath), writeBehind: true });
+    const writer = file.writerAt(offset, {
+      keeper: this.hashing(uploadId, filePath),
+      writeBehind: true,
+      beforeWrite: async () => {
+        if (!(await this.locker.stillHeld(uploadId))) throw new LockLost(uploadId);
+      },
+    });
     let received = 0;
     try {
       // an aborted PATCH ends the stream early: what did arrive is written, and the offset says so
@@ -114,8 +130,9 @@ export class TusFileStore extends FileStore {
     } catch (error) {
       // bytes that did arrive are kept, as the file store's own write stream kept them
       await writer.finish().catch(() => undefined);
-      // a full disk is told apart (507, see TusEndpoint); anything else stays tus's plain write error
-      throw isDiskFull(error) ? error : ERRORS.FILE_WRITE_ERROR;
+      // a full disk and a lost lock are told apart (507 and 423, see TusEndpoint); anything else stays
+      // tus's plain write error
+      throw isDiskFull(error) || error instanceof LockLost ? error : ERRORS.FILE_WRITE_ERROR;
     } finally {
       await writer.release();
       file.closeInBackground();

@@ -21,7 +21,8 @@ const ASK_AGAIN_MS = 1000;
  * in one process.
  */
 export class RedisLocker implements TusLocker {
-  private readonly held = new Map<string, RequestRelease>();
+  /** The locks requests of this process hold: how each is asked to let go, and its lease. */
+  private readonly held = new Map<string, { release: RequestRelease; lease: RedisLease }>();
   private readonly channelPrefix: string;
   private subscribed: Promise<unknown> | null = null;
 
@@ -34,7 +35,7 @@ export class RedisLocker implements TusLocker {
   ) {
     this.channelPrefix = `${prefix}tus-lock-release:`;
     subscriber.on('pmessage', (_pattern, channel: string) => {
-      void this.held.get(channel.slice(this.channelPrefix.length))?.();
+      void this.held.get(channel.slice(this.channelPrefix.length))?.release();
     });
   }
 
@@ -56,8 +57,12 @@ export class RedisLocker implements TusLocker {
     return this.subscribed;
   }
 
-  hold(id: string, release: RequestRelease): void {
-    this.held.set(id, release);
+  hold(id: string, release: RequestRelease, lease: RedisLease): void {
+    this.held.set(id, { release, lease });
+  }
+
+  async stillHeld(id: string): Promise<boolean> {
+    return (await this.held.get(id)?.lease.held()) ?? false;
   }
 
   letGo(id: string): void {
@@ -97,7 +102,7 @@ class RedisLock implements Lock {
       }
       await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
     }
-    this.locker.hold(this.id, requestRelease);
+    this.locker.hold(this.id, requestRelease, this.lease);
   }
 
   /** One try, holding no release handler: a request asking meanwhile waits until this one is done. */

@@ -10,6 +10,11 @@ import type { Lock, Locker } from '@tus/utils';
 export interface TusLocker extends Locker {
   /** Upload `id`'s lock, taken at once, or null while someone holds it (who is not asked to let go). */
   lockIfFree(id: string): Promise<Lock | null>;
+  /**
+   * Whether a request of this process still holds upload `id`'s lock: one whose holder froze past its
+   * lease (the cluster's) may have been taken by another process, and its writes must stop.
+   */
+  stillHeld(id: string): Promise<boolean>;
 }
 
 /** A holder that lets go only when it is done: taking the lock if free is for brief work. */
@@ -24,5 +29,10 @@ export class MemoryTusLocker extends MemoryLocker implements TusLocker {
     // here, so no holder is ever asked to let go
     await lock.lock(new AbortController().signal, keepUntilDone);
     return lock;
+  }
+
+  /** A lock in this one process is held until it is unlocked. */
+  async stillHeld(id: string): Promise<boolean> {
+    return this.locks.has(id);
   }
 }

@@ -166,8 +166,41 @@ for (const adapter of adapters) {
       }
     });
 
+    it('tells a holder that it still holds its lock until it unlocks, and no one else', async () => {
+      const opened = adapter.open({});
+      try {
+        const id = randomUUID();
+        expect(await opened.here.stillHeld(id)).toBe(false);
+        const lock = opened.here.newLock(id);
+        await take(lock, [], 'holder');
+        expect(await opened.here.stillHeld(id)).toBe(true);
+        await lock.unlock();
+        expect(await opened.here.stillHeld(id)).toBe(false);
+      } finally {
+        await opened.close();
+      }
+    });
+
     // only a Redis lock has a holder in another process, with a connection that can drop and a lease
     if (adapter.open !== openRedis) return;
+
+    it('tells a holder frozen past its lease that it no longer holds the lock, once another process took it', async () => {
+      const opened = adapter.open({ leaseMs: 600 });
+      try {
+        const id = randomUUID();
+        await take(opened.here.newLock(id), [], 'holder');
+        expect(await opened.elsewhere.stillHeld(id)).toBe(false);
+        // the whole thread stops, renewals included, as a paused process's would
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 900);
+        const taken = await opened.elsewhere.lockIfFree(id);
+        expect(taken).not.toBeNull();
+        expect(await opened.here.stillHeld(id)).toBe(false);
+        expect(await opened.elsewhere.stillHeld(id)).toBe(false);
+        await taken!.unlock();
+      } finally {
+        await opened.close();
+      }
+    });
 
     it('asks again a holder that missed the request to let go while its Redis connection was down', async () => {
       const opened = adapter.open({ acquireTimeoutMs: 15_000 });

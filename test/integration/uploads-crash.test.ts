@@ -176,3 +176,60 @@ describe.skipIf(!profiles.includes('cluster'))('a tus upload resumes on another 
     expect((await onOther.get(`/api/files/${fileId}/content`)).bytes.equals(source)).toBe(true);
   });
 });
+
+// A writer frozen past its lease (SIGSTOP: a VM paused, a process swapped out) has lost its tus lock to
+// whoever took the upload meanwhile; once it runs again it must not write on into that holder's upload.
+describe.skipIf(!profiles.includes('cluster'))('a tus writer frozen past its lock lease (cluster profile)', () => {
+  it('writes nothing more once thawed and answers 423, and the upload then resumes from what it had written, to the exact bytes', { timeout: 120_000 }, async () => {
+    const { env } = await profileEnv('cluster', cleanups);
+    const { dataDir, client, pid } = await crashableServer(env, cleanups);
+    const tusHeaders = { 'tus-resumable': '1.0.0', authorization: `Bearer ${client.token}` };
+    const source = randomBytes(4 * MiB);
+    const created = await fetch(`${client.baseUrl}/api/tus`, {
+      method: 'POST',
+      headers: { ...tusHeaders, 'upload-length': String(source.length), 'upload-metadata': `filename ${Buffer.from('frozen-writer.bin').toString('base64')}` },
+    });
+    expect(created.status).toBe(201);
+    const url = `${client.baseUrl}${created.headers.get('location')!}`;
+    const id = path.basename(url);
+    const writing = http.request(url, {
+      method: 'PATCH',
+      headers: { ...tusHeaders, 'upload-offset': '0', 'content-type': 'application/offset+octet-stream', 'content-length': String(source.length) },
+    });
+    const answered = new Promise<http.IncomingMessage>((resolve, reject) => writing.once('response', resolve).once('error', reject));
+    writing.write(source.subarray(0, 1.5 * MiB));
+    const stored = path.join(dataDir, 'tus', id);
+    await vi.waitFor(async () => expect((await fsp.stat(stored)).size).toBe(MiB), { timeout: 5000, interval: 20 });
+
+    process.kill(pid()!, 'SIGSTOP');
+    cleanups.push(async () => process.kill(pid()!, 'SIGCONT'));
+    const redis = new Redis(env.REDIS_URL!);
+    cleanups.push(async () => redis.disconnect());
+    const elsewhere = new RedisLocker(redis, redis.duplicate(), env.REDIS_KEY_PREFIX!);
+    cleanups.push(() => elsewhere.close());
+    let taken = await elsewhere.lockIfFree(id);
+    for (const deadline = Date.now() + 10_000; !taken && Date.now() < deadline; taken = await elsewhere.lockIfFree(id)) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    expect(taken).not.toBeNull();
+
+    process.kill(pid()!, 'SIGCONT');
+    writing.end(source.subarray(1.5 * MiB));
+    const response = await answered;
+    response.resume();
+    expect(response.statusCode).toBe(423);
+    expect((await fsp.stat(stored)).size).toBe(MiB);
+
+    await taken!.unlock();
+    const head = await fetch(url, { method: 'HEAD', headers: tusHeaders });
+    expect(head.headers.get('upload-offset')).toBe(String(MiB));
+    const finished = await fetch(url, {
+      method: 'PATCH',
+      headers: { ...tusHeaders, 'upload-offset': String(MiB), 'content-type': 'application/offset+octet-stream' },
+      body: new Uint8Array(source.subarray(MiB)),
+    });
+    expect(finished.status).toBe(204);
+    const fileId = finished.headers.get('filestore-file-id');
+    expect((await client.get(`/api/files/${fileId}/content`)).bytes.equals(source)).toBe(true);
+  });
+});
