@@ -28,6 +28,8 @@ const seededBytes = new Function(`${await fsp.readFile(PAGE_FILES['/seeded-bytes
   size: number,
 ) => Uint8Array;
 
+type User = Awaited<ReturnType<typeof newUser>>;
+
 interface UploadJob {
   endpoint: string;
   token: string;
@@ -36,10 +38,13 @@ interface UploadJob {
   name: string;
   folder: string;
   abortAfter?: number;
+  /** tus-js-client options besides the page's own. */
+  options?: Record<string, unknown>;
 }
 /** What test/e2e/tus-page/uploader.js puts on the page's window (evaluated functions run in the page: no closures). */
 interface TusPage {
   uploadAndAbort(job: UploadJob): Promise<{ url: string }>;
+  upload(job: UploadJob): Promise<{ previousUploads: number; url: string; fileId: string | null }>;
   resumeUpload(job: UploadJob): Promise<{ previousUploads: number; url: string; fileId: string | null }>;
   uploadRefusal(job: UploadJob): Promise<{ message: string; status: number | null; body: string | null; tusResumable: string | null }>;
 }
@@ -77,6 +82,17 @@ describe.skipIf(!hasChromium)(SUITE, () => {
         return req?.method === method && req.url?.startsWith('/api/tus');
       });
 
+    /** The file the page uploaded is in `user`'s drive, under `fileId`, with its name, folder, size, SHA-1 and bytes. */
+    async function expectInDrive(user: User, job: UploadJob, fileId: string | null) {
+      const bytes = Buffer.from(seededBytes(job.seed, job.size));
+      const listed = await user.get(`/api/files?folder=${encodeURIComponent(job.folder)}`);
+      expect(listed.json.files).toEqual([
+        expect.objectContaining({ id: fileId, name: job.name, folder: job.folder, size: job.size, sha1: sha1(bytes) }),
+      ]);
+      const content = await user.get(`/api/files/${fileId}/content`);
+      expect(content.status).toBe(200);
+      expect(content.bytes.equals(bytes)).toBe(true);
+    }
     const statusOf = (line: Record<string, unknown>) => (line.res as { statusCode?: number } | undefined)?.statusCode;
 
     it('resumes after an abort and a page reload from the URL tus-js-client stored, and the drive holds the exact bytes', async () => {
@@ -90,7 +106,6 @@ describe.skipIf(!hasChromium)(SUITE, () => {
         folder: '/from the browser',
         abortAfter: 0.4,
       };
-      const bytes = Buffer.from(seededBytes(job.seed, job.size));
       const page = await openPage();
       expect(new URL(page.url()).origin).not.toBe(new URL(app.baseUrl).origin);
       const patches: Array<{ url: string; offset: number }> = [];
@@ -120,18 +135,38 @@ describe.skipIf(!hasChromium)(SUITE, () => {
       expect(resumedPatches[0]).toEqual({ url: aborted.url, offset: kept });
       expect(resumedPatches.length).toBe(Math.ceil((job.size - kept) / MiB));
 
-      const listed = await alice.get(`/api/files?folder=${encodeURIComponent(job.folder)}`);
-      expect(listed.json.files).toEqual([
-        expect.objectContaining({ id: resumed.fileId, name: job.name, folder: job.folder, size: job.size, sha1: sha1(bytes) }),
-      ]);
-      const content = await alice.get(`/api/files/${resumed.fileId}/content`);
-      expect(content.status).toBe(200);
-      expect(content.bytes.equals(bytes)).toBe(true);
+      await expectInDrive(alice, job, resumed.fileId);
 
       // the page is on another origin and sends Authorization: chromium asked first, and was let through
       const preflights = requestsTo('OPTIONS');
       expect(preflights.length).toBeGreaterThan(0);
       expect(new Set(preflights.map(statusOf))).toEqual(new Set([204]));
+    });
+
+    const jobFor = (user: User, name: string, options: Record<string, unknown>): UploadJob => ({
+      endpoint: `${app.baseUrl}/api/tus`,
+      token: user.token!,
+      seed: name.length,
+      size: 2 * MiB + 777,
+      name,
+      folder: '/options',
+      options,
+    });
+
+    it("lets tus-js-client's addRequestId through the preflight: the server logs each request under the X-Request-ID the page sent", async () => {
+      const alice = await newUser(app);
+      const job = jobFor(alice, 'traced.bin', { addRequestId: true });
+      const page = await openPage();
+      const sentIds: string[] = [];
+      page.on('request', (request) => {
+        const id = request.headers()['x-request-id'];
+        if (id) sentIds.push(id);
+      });
+      const finished = await page.evaluate((job) => (globalThis as unknown as TusPage).upload(job), job);
+      await expectInDrive(alice, job, finished.fileId);
+      // the creation and three PATCHes
+      expect(sentIds).toHaveLength(4);
+      await expect.poll(() => logLines.map((line) => line.reqId)).toEqual(expect.arrayContaining(sentIds));
     });
 
     it("hands a refusal's status and body to onError (a wrong token: 401), not an opaque CORS failure", async () => {

@@ -7,6 +7,7 @@ function seededFile(job) {
   return new File([seededBytes(job.seed, job.size)], job.name, { type: 'application/octet-stream', lastModified: 1700000000000 });
 }
 
+/** tus-js-client's options as a page sets them, plus the ones a test turns on in `job.options`. */
 function uploadOptions(job, handlers) {
   return {
     endpoint: job.endpoint,
@@ -14,6 +15,7 @@ function uploadOptions(job, handlers) {
     metadata: { filename: job.name, folder: job.folder },
     chunkSize: 1024 * 1024,
     retryDelays: null,
+    ...job.options,
     ...handlers,
   };
 }
@@ -38,10 +40,11 @@ window.uploadAndAbort = (job) =>
   });
 
 /**
- * After a reload: a new upload of the same file resumes the one tus-js-client stored. Resolves with how
- * many stored uploads it found, the URL it finished, and the file id the finishing PATCH named.
+ * Uploads the file to its end; with `resume`, as after a reload: a new upload of the same file first
+ * looks for the one tus-js-client stored and resumes it. Resolves with how many stored uploads it found,
+ * the URL it finished, and the file id the finishing PATCH named.
  */
-window.resumeUpload = async (job) => {
+async function finishUpload(job, { resume }) {
   let fileId = null;
   let settle;
   const finished = new Promise((resolve, reject) => (settle = { resolve, reject }));
@@ -55,12 +58,15 @@ window.resumeUpload = async (job) => {
       onError: (error) => settle.reject(error),
     }),
   );
-  const previousUploads = await upload.findPreviousUploads();
+  const previousUploads = resume ? await upload.findPreviousUploads() : [];
   if (previousUploads.length > 0) upload.resumeFromPreviousUpload(previousUploads[0]);
   upload.start();
   await finished;
   return { previousUploads: previousUploads.length, url: upload.url, fileId };
-};
+}
+
+window.upload = (job) => finishUpload(job, { resume: false });
+window.resumeUpload = (job) => finishUpload(job, { resume: true });
 
 /** An upload the server refuses: what the page learns of the refusal through tus-js-client's onError. */
 window.uploadRefusal = (job) =>
