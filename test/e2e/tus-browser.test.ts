@@ -169,6 +169,19 @@ describe.skipIf(!hasChromium)(SUITE, () => {
       await expect.poll(() => logLines.map((line) => line.reqId)).toEqual(expect.arrayContaining(sentIds));
     });
 
+    it("honours X-HTTP-Method-Override (tus-js-client's overridePatchMethod): each PATCH sent as a POST writes its bytes", async () => {
+      const alice = await newUser(app);
+      const job = jobFor(alice, 'overridden.bin', { overridePatchMethod: true });
+      const page = await openPage();
+      const sent: string[] = [];
+      page.on('request', (request) => {
+        if (request.url().startsWith(job.endpoint)) sent.push(`${request.method()} ${request.headers()['x-http-method-override'] ?? ''}`.trim());
+      });
+      const finished = await page.evaluate((job) => (globalThis as unknown as TusPage).upload(job), job);
+      expect(sent).toEqual(['POST', 'POST PATCH', 'POST PATCH', 'POST PATCH']);
+      await expectInDrive(alice, job, finished.fileId);
+    });
+
     it("hands a refusal's status and body to onError (a wrong token: 401), not an opaque CORS failure", async () => {
       const page = await openPage();
       const job: UploadJob = { endpoint: `${app.baseUrl}/api/tus`, token: 'not-a-token', seed: 7, size: 1000, name: 'refused.bin', folder: '/' };
