@@ -44,6 +44,7 @@ export function tusPublicRoutes(tus: TusEndpoint): Router {
 export function tusRoutes(tus: TusEndpoint, temp: TempFiles): Router {
   const router = Router();
   router.all(TUS_PATHS, async (req, res) => {
+    applyMethodOverride(req);
     // @tus/server would also serve GET (an upload's bytes): not part of tus, and a linked upload holds none
     if (!TUS_METHODS.includes(req.method)) {
       throw new AppError('method_not_allowed', `tus takes ${TUS_METHODS.join(', ')}.`, {}, { Allow: TUS_METHODS.join(', ') });
@@ -79,6 +80,16 @@ export function tusRoutes(tus: TusEndpoint, temp: TempFiles): Router {
 const TUS_METHODS = ['OPTIONS', 'HEAD', 'POST', 'PATCH', 'DELETE'];
 const OCTETS = 'application/offset+octet-stream';
 const TUS_VERSION = '1.0.0';
+
+/**
+ * tus 1.0: X-HTTP-Method-Override, when present, is the request's method, for clients that cannot send
+ * PATCH or DELETE (tus-js-client's and Uppy's `overridePatchMethod`). @tus/server 2 ignores it, and took
+ * such a PATCH for a creation (400); every check below reads the method it names.
+ */
+function applyMethodOverride(req: Request): void {
+  const override = req.get('x-http-method-override');
+  if (override !== undefined) req.method = override.trim().toUpperCase();
+}
 
 /** What @tus/server answers with 403 (a status our clients read as "not yours"): a 400 here instead. */
 function checkPatchHeaders(req: Request): void {

@@ -4,8 +4,12 @@ import { HEADERS as TUS_HEADERS } from '@tus/utils';
 export const FILE_ID_HEADER = 'Filestore-File-Id';
 /** The header naming the checksum algorithms the checksum extension takes. */
 export const CHECKSUM_ALGORITHM_HEADER = 'Tus-Checksum-Algorithm';
-/** Headers of ours that browser code on another origin may send (preflight) and read (answers). */
-export const CORS_ALLOWED_HEADERS = ['Upload-Checksum'];
+/**
+ * Headers beyond @tus/server's that browser code on another origin may send (preflight) and read
+ * (answers). X-Request-ID is tus-js-client's `addRequestId`: left out, the preflight refuses every
+ * request of such a client, an opaque network error; let through, it becomes the request's id in our logs.
+ */
+export const CORS_ALLOWED_HEADERS = ['Upload-Checksum', 'X-Request-ID'];
 export const CORS_EXPOSED_HEADERS = [FILE_ID_HEADER, CHECKSUM_ALGORITHM_HEADER];
 /**
  * The CORS headers @tus/server puts on each of its answers, for those our HTTP layer sends itself: without

@@ -145,4 +145,22 @@ describe.each(profiles)('tus protocol (%s profile)', (profile) => {
     expect((await fetch(`${app.baseUrl}/api/tus`, { method: 'POST', headers: { ...TUS, 'upload-length': '1', 'upload-metadata': metadataOf('x.bin') } })).status).toBe(401);
     expect((await tusRequest(alice, 'HEAD', url)).headers.get('upload-length')).toBe('10');
   });
+
+  it('takes X-HTTP-Method-Override as the method (tus 1.0): POSTs overridden to PATCH, HEAD and DELETE act as those, still only on one\'s own upload', async () => {
+    const alice = await newUser(app);
+    const mallory = await newUser(app);
+    const bytes = randomBytes(1000);
+    const url = await createTusUpload(app.baseUrl, alice, 2 * bytes.length, { filename: 'overridden.bin' });
+    const overridden = (user: { token?: string }, method: string, headers: Record<string, string> = {}, body?: Buffer) =>
+      tusRequest(user, 'POST', url, { 'x-http-method-override': method, ...headers }, body);
+
+    const patched = await overridden(alice, 'PATCH', { 'upload-offset': '0', 'content-type': 'application/offset+octet-stream' }, bytes);
+    expect(patched.status).toBe(204);
+    expect(patched.headers.get('upload-offset')).toBe(String(bytes.length));
+    expect((await overridden(alice, 'HEAD')).headers.get('upload-offset')).toBe(String(bytes.length));
+    expect((await overridden(alice, 'GET')).status).toBe(405);
+    expect((await overridden(mallory, 'DELETE')).status).toBe(404);
+    expect((await overridden(alice, 'DELETE')).status).toBe(204);
+    expect((await tusRequest(alice, 'HEAD', url)).status).toBe(404);
+  });
 });
