@@ -17,13 +17,26 @@ export async function loadSigningKey(dataDir: string, configured: string | undef
   const file = path.join(dataDir, 'jwt-secret');
   await fsp.mkdir(dataDir, { recursive: true });
   await removeLeftovers(dataDir);
-  await createOnce(file);
-  const key = (await fsp.readFile(file, 'utf8')).trim();
+  let key = await readKey(file);
+  if (key === undefined) {
+    await createOnce(file);
+    key = (await fsp.readFile(file, 'utf8')).trim();
+  }
   // Started anyway, the server answered every login with a 500 (empty key) or signed with a guessable one.
   if (key.length < MIN_KEY_CHARS) {
     throw new Error(`${file} holds no usable key (fewer than ${MIN_KEY_CHARS} characters); remove it to have a new one generated, or set JWT_SECRET`);
   }
   return new TextEncoder().encode(key);
+}
+
+/** The key in `file`, or undefined while there is none: every start after the first only reads it. */
+async function readKey(file: string): Promise<string | undefined> {
+  try {
+    return (await fsp.readFile(file, 'utf8')).trim();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
 }
 
 /**

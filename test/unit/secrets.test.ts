@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { loadSigningKey } from '../../src/auth/secrets.js';
 
 let dataDir: string;
@@ -68,6 +68,21 @@ describe('the generated signing key in DATA_DIR/jwt-secret', () => {
       expect(key.length).toBeGreaterThanOrEqual(32);
       expect(await fsp.readFile(path.join(dataDir, 'jwt-secret'), 'utf8')).toBe(key);
       expect(await fsp.readdir(dataDir)).toEqual(['jwt-secret']);
+    } finally {
+      watcher.close();
+    }
+  });
+
+  it('a start that finds its key only reads it: it writes no temporary key', async () => {
+    const first = text(await loadSigningKey(dataDir, undefined));
+    const seen: string[] = [];
+    const watcher = fs.watch(dataDir, (_event, name) => void (name && seen.push(name)));
+    try {
+      expect(text(await loadSigningKey(dataDir, undefined))).toBe(first);
+      // events come in order: once the marker's is seen, a temporary key's would have been
+      await fsp.writeFile(path.join(dataDir, 'marker'), '');
+      await vi.waitFor(() => expect(seen).toContain('marker'));
+      expect(seen.filter((name) => name.startsWith('jwt-secret.'))).toEqual([]);
     } finally {
       watcher.close();
     }
