@@ -45,7 +45,7 @@ export async function startFilestore(name, dataDir, extraEnv = {}) {
   const client = httpClient(port, Math.max(8, INFLIGHT));
   const health = await client.request('GET', '/healthz');
   if (health.status !== 200) log(`warning: ${name} /healthz answers ${health.status}: ${JSON.stringify(health.body)}`);
-  return { child, pid, port, client, name };
+  return { child, pid, port, client, name, env };
 }
 
 /** SIGTERM to a process this bench started indirectly (under a wrapper), SIGKILL after 15 s. */

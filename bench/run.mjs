@@ -3,7 +3,8 @@
 //
 //   node bench/run.mjs                  upload benchmark, embedded profile (make bench)
 //   node bench/run.mjs instant-mariadb  instant upload (proof) on the cluster profile, MariaDB with
-//                                       1,000,000 rows in `files` (scratch database filestore_bench);
+//                                       1,000,000 rows in `files` (scratch database filestore_bench), the
+//                                       content on local disk, then again once the worker moved it to Ceph;
 //                                       also: make bench BENCH_MODE=instant-mariadb
 //   node bench/run.mjs tiers            local → Ceph transfer vs bare lib-storage, downloads per tier,
 //                                       cluster profile (bench/tiers.mjs); make bench BENCH_MODE=tiers
