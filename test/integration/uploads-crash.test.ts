@@ -8,6 +8,7 @@ import { RedisLocker } from '../../src/upload/tus-locker.redis.js';
 import { availableProfiles, startApp, type ProfileName } from '../support/app.js';
 import { ApiClient } from '../support/client.js';
 import { sha1 } from '../support/files.js';
+import { createTusUpload } from '../support/tus.js';
 import { crashableServer, profileEnv, type Cleanups } from '../support/server-process.js';
 import { MiB, chunkOf, complete, putChunk, putChunks } from '../support/uploads.js';
 
@@ -130,12 +131,7 @@ describe.skipIf(!profiles.includes('cluster'))('a tus upload resumes on another 
     const onOther = new ApiClient(other.baseUrl, client.token);
     const tusHeaders = { 'tus-resumable': '1.0.0', authorization: `Bearer ${client.token}` };
     const source = randomBytes(4 * MiB);
-    const created = await fetch(`${client.baseUrl}/api/tus`, {
-      method: 'POST',
-      headers: { ...tusHeaders, 'upload-length': String(source.length), 'upload-metadata': `filename ${Buffer.from('resumed-elsewhere.bin').toString('base64')}` },
-    });
-    expect(created.status).toBe(201);
-    const uploadPath = created.headers.get('location')!;
+    const uploadPath = new URL(await createTusUpload(client.baseUrl, client, source.length, { filename: 'resumed-elsewhere.bin' })).pathname;
     const id = path.basename(uploadPath);
 
     const writing = http.request(`${client.baseUrl}${uploadPath}`, {
@@ -185,12 +181,7 @@ describe.skipIf(!profiles.includes('cluster'))('a tus writer frozen past its loc
     const { dataDir, client, pid } = await crashableServer(env, cleanups);
     const tusHeaders = { 'tus-resumable': '1.0.0', authorization: `Bearer ${client.token}` };
     const source = randomBytes(4 * MiB);
-    const created = await fetch(`${client.baseUrl}/api/tus`, {
-      method: 'POST',
-      headers: { ...tusHeaders, 'upload-length': String(source.length), 'upload-metadata': `filename ${Buffer.from('frozen-writer.bin').toString('base64')}` },
-    });
-    expect(created.status).toBe(201);
-    const url = `${client.baseUrl}${created.headers.get('location')!}`;
+    const url = await createTusUpload(client.baseUrl, client, source.length, { filename: 'frozen-writer.bin' });
     const id = path.basename(url);
     const writing = http.request(url, {
       method: 'PATCH',
