@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { namesIn } from '../storage/missing-files.js';
+import { ignoreMissing, namesIn } from '../storage/missing-files.js';
 
 /** As for JWT_SECRET: a shorter HS256 key is guessable, an empty one cannot sign at all. */
 const MIN_KEY_CHARS = 32;
@@ -17,7 +17,8 @@ export async function loadSigningKey(dataDir: string, configured: string | undef
   const file = path.join(dataDir, 'jwt-secret');
   await fsp.mkdir(dataDir, { recursive: true });
   await removeLeftovers(dataDir);
-  let key = await readKey(file);
+  // every start after the first only reads the key
+  let key = (await fsp.readFile(file, 'utf8').catch(ignoreMissing))?.trim();
   if (key === undefined) {
     await createOnce(file);
     key = (await fsp.readFile(file, 'utf8')).trim();
@@ -27,16 +28,6 @@ export async function loadSigningKey(dataDir: string, configured: string | undef
     throw new Error(`${file} holds no usable key (fewer than ${MIN_KEY_CHARS} characters); remove it to have a new one generated, or set JWT_SECRET`);
   }
   return new TextEncoder().encode(key);
-}
-
-/** The key in `file`, or undefined while there is none: every start after the first only reads it. */
-async function readKey(file: string): Promise<string | undefined> {
-  try {
-    return (await fsp.readFile(file, 'utf8')).trim();
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw error;
-  }
 }
 
 /**
