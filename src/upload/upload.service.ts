@@ -162,10 +162,13 @@ export class UploadService {
 
   async describe(userId: string, id: string) {
     const session = await this.find(userId, id);
-    const receiving = session.mode === 'chunks' && session.state !== 'complete';
-    const [received, receivedCount] = receiving
-      ? await Promise.all([this.deps.tracker.received(id, session.chunk_count), this.deps.tracker.receivedCount(id)])
-      : [[], 0];
+    // a receiving session lists what is missing, which takes every flag; past receiving only the count shows
+    const flags = session.mode === 'chunks' && session.state === 'receiving' ? await this.deps.tracker.received(id, session.chunk_count) : null;
+    const received =
+      session.state === 'complete' ? session.chunk_count
+      : flags ? flags.filter(Boolean).length
+      : session.mode === 'chunks' ? await this.deps.tracker.receivedCount(id)
+      : 0;
     const file = session.state === 'complete' && session.file_id ? await this.deps.files.get(userId, session.file_id).catch(() => null) : null;
     return {
       uploadId: session.id,
@@ -177,8 +180,8 @@ export class UploadService {
       state: session.state,
       chunkSize: session.chunk_size,
       chunkCount: session.chunk_count,
-      received: session.state === 'complete' ? session.chunk_count : receivedCount,
-      missing: session.state === 'receiving' && session.mode === 'chunks' ? missingChunks(received) : [],
+      received,
+      missing: flags ? missingChunks(flags) : [],
       ...(file ? { file } : {}),
     };
   }
