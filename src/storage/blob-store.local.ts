@@ -3,8 +3,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { AppError } from '../errors.js';
-import type { ByteRange, LandingStore } from './blob-store.js';
+import { contentMissing, type ByteRange, type LandingStore } from './blob-store.js';
 import { namesIn } from './missing-files.js';
 
 // Reads of a download: the stream's default 64 KiB served a 1 GiB blob from a cold cache at 500–780
@@ -14,7 +13,7 @@ const LOCATION = /^[0-9a-f]{2}\/[0-9a-f]{2}\/([0-9a-f]{40})\.([0-9a-f]{12})$/;
 const FAN_OUT = /^[0-9a-f]{2}$/;
 
 function missingAsUnavailable(error: NodeJS.ErrnoException): never {
-  if (error.code === 'ENOENT') throw new AppError('unavailable', 'The stored content is missing.');
+  if (error.code === 'ENOENT') throw contentMissing();
   throw error;
 }
 

@@ -12,7 +12,7 @@ import {
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import { AppError } from '../errors.js';
-import type { ArchiveStore, ByteRange } from './blob-store.js';
+import { contentMissing, type ArchiveStore, type ByteRange } from './blob-store.js';
 import { S3UploadThread } from './s3-upload-thread.js';
 
 export interface S3Options {
@@ -50,7 +50,7 @@ function createS3Client(options: S3Options): S3Client {
 /** The "unavailable" error both tiers give for a blob that is not there (GetObject says NoSuchKey, HeadObject NotFound). */
 function missingAsUnavailable(error: unknown): never {
   const name = (error as Error).name;
-  if (name === 'NoSuchKey' || name === 'NotFound') throw new AppError('unavailable', 'The stored content is missing.');
+  if (name === 'NoSuchKey' || name === 'NotFound') throw contentMissing();
   throw error;
 }
 

@@ -1,4 +1,8 @@
 import type { Readable } from 'node:stream';
+import { AppError } from '../errors.js';
+
+/** What every tier's read, readRanges and stat fail with when the blob is not there. */
+export const contentMissing = (): AppError => new AppError('unavailable', 'The stored content is missing.');
 
 /** An inclusive byte range, as HTTP Range speaks it. */
 export interface ByteRange {
