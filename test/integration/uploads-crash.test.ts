@@ -8,7 +8,7 @@ import { RedisLocker } from '../../src/upload/tus-locker.redis.js';
 import { availableProfiles, startApp, type ProfileName } from '../support/app.js';
 import { ApiClient } from '../support/client.js';
 import { sha1 } from '../support/files.js';
-import { createTusUpload } from '../support/tus.js';
+import { createTusUpload, tusPatch } from '../support/tus.js';
 import { crashableServer, profileEnv, type Cleanups } from '../support/server-process.js';
 import { MiB, chunkOf, complete, putChunk, putChunks } from '../support/uploads.js';
 
@@ -162,11 +162,7 @@ describe.skipIf(!profiles.includes('cluster'))('a tus upload resumes on another 
     const offset = Number(head.headers.get('upload-offset'));
     expect(offset).toBeGreaterThanOrEqual(MiB);
 
-    const finished = await fetch(`${other.baseUrl}${uploadPath}`, {
-      method: 'PATCH',
-      headers: { ...tusHeaders, 'upload-offset': String(offset), 'content-type': 'application/offset+octet-stream' },
-      body: new Uint8Array(source.subarray(offset)),
-    });
+    const finished = await tusPatch(client, `${other.baseUrl}${uploadPath}`, offset, source.subarray(offset));
     expect(finished.status).toBe(204);
     const fileId = finished.headers.get('filestore-file-id');
     expect((await onOther.get(`/api/files/${fileId}/content`)).bytes.equals(source)).toBe(true);
@@ -214,11 +210,7 @@ describe.skipIf(!profiles.includes('cluster'))('a tus writer frozen past its loc
     await taken!.unlock();
     const head = await fetch(url, { method: 'HEAD', headers: tusHeaders });
     expect(head.headers.get('upload-offset')).toBe(String(MiB));
-    const finished = await fetch(url, {
-      method: 'PATCH',
-      headers: { ...tusHeaders, 'upload-offset': String(MiB), 'content-type': 'application/offset+octet-stream' },
-      body: new Uint8Array(source.subarray(MiB)),
-    });
+    const finished = await tusPatch(client, url, MiB, source.subarray(MiB));
     expect(finished.status).toBe(204);
     const fileId = finished.headers.get('filestore-file-id');
     expect((await client.get(`/api/files/${fileId}/content`)).bytes.equals(source)).toBe(true);
