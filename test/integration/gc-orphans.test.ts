@@ -9,7 +9,7 @@ import { blobFiles, newUser, sha1 } from '../support/files.js';
 import { removeObjects } from '../support/rgw.js';
 import { createTusUpload, tusPatch } from '../support/tus.js';
 import { MiB, complete, putChunks } from '../support/uploads.js';
-import { archiveKeyOf, contentOf, downloadSha1, filesHolding, sleep, uploadLarge } from '../support/workers.js';
+import { archiveKeyOf, contentOf, downloadSha1, fileExists, filesHolding, runGc, sleep, uploadLarge } from '../support/workers.js';
 
 /**
  * gc's sweep of local files a kill -9 leaves behind (no row and no live upload needs them): removed once
@@ -19,9 +19,6 @@ import { archiveKeyOf, contentOf, downloadSha1, filesHolding, sleep, uploadLarge
  */
 const profiles = await availableProfiles('gc orphan sweep');
 const GRACE_SECONDS = 2;
-const exists = (file: string) => fsp.stat(file).then(() => true, () => false);
-/** A fresh processor set: each sweeps at once on its first gc run. */
-const gc = (app: RunningApp) => buildProcessors(app.services).gc({});
 
 /** One leftover of each kind a kill leaves under DATA_DIR; returns their paths. */
 async function leaveOrphans(app: RunningApp): Promise<Record<string, string>> {
@@ -52,7 +49,7 @@ async function leaveOrphans(app: RunningApp): Promise<Record<string, string>> {
 }
 
 async function presence(files: Record<string, string>): Promise<Record<string, boolean>> {
-  return Object.fromEntries(await Promise.all(Object.entries(files).map(async ([kind, file]) => [kind, await exists(file)])));
+  return Object.fromEntries(await Promise.all(Object.entries(files).map(async ([kind, file]) => [kind, await fileExists(file)])));
 }
 
 describe.each(profiles)('gc sweeps local orphans (%s profile)', (profile) => {
@@ -84,14 +81,14 @@ describe.each(profiles)('gc sweeps local orphans (%s profile)', (profile) => {
     const liveTemps = (await fsp.readdir(path.join(app.dataDir, 'tmp'))).filter((name) => !orphanNames.has(name));
     // the trickled body, begun before the grace, written to ever since
     expect(liveTemps).toHaveLength(1);
-    await gc(app);
+    await runGc(app);
 
     expect(await presence(old)).toEqual({ formBody: false, tusLink: false, blob: false, placeholder: false, part: false });
     expect(await presence(young)).toEqual({ formBody: true, tusLink: true, blob: true, placeholder: true, part: true });
     // as old as the orphans, but a row or a live session points at each
     expect(await presence({ storedBlob, part: new UploadStaging(app.dataDir).pathOf(session), tusFile, tusInfo: `${tusFile}.json` }))
       .toEqual({ storedBlob: true, part: true, tusFile: true, tusInfo: true });
-    expect(await exists(path.join(app.dataDir, 'tmp', liveTemps[0]!))).toBe(true);
+    expect(await fileExists(path.join(app.dataDir, 'tmp', liveTemps[0]!))).toBe(true);
     // each upload that was under way goes on to the end, with its exact bytes
     expect(await downloadSha1(alice, storedAnswer.json.id)).toEqual({ status: 200, sha1: sha1(stored), size: stored.length });
     await putChunks(alice, session, chunked, MiB, [1, 2]);
@@ -106,7 +103,7 @@ describe.each(profiles)('gc sweeps local orphans (%s profile)', (profile) => {
     expect(await downloadSha1(alice, trickledAnswer.json.id)).toEqual({ status: 200, sha1: sha1(trickled), size: trickled.length });
 
     await sleep(GRACE_SECONDS * 1000 + 500);
-    await gc(app);
+    await runGc(app);
     expect(await presence(young)).toEqual({ formBody: false, tusLink: false, blob: false, placeholder: false, part: false });
     // what is left under blobs/ is exactly what the rows point at
     const locations = await app.services.db.primary('files').where({ tier: 'local' }).pluck('location');
@@ -139,11 +136,11 @@ describe.runIf(cluster)('a transfer killed between the switch to S3 and the loca
 
       // the job's retry after the kill, then gc before and after the grace
       await transfer({ fileId: landed.id });
-      await gc(app);
-      expect(await exists(localFile)).toBe(true);
+      await runGc(app);
+      expect(await fileExists(localFile)).toBe(true);
       await sleep(GRACE_SECONDS * 1000 + 500);
-      await gc(app);
-      expect(await exists(localFile)).toBe(false);
+      await runGc(app);
+      expect(await fileExists(localFile)).toBe(false);
       const probe = bytes.subarray(bytes.length >> 1, (bytes.length >> 1) + 4096);
       expect(await filesHolding(app.dataDir, probe)).toEqual([]);
       expect(await contentOf(app, answer.json.id)).toMatchObject({ tier: 's3', status: 'available' });

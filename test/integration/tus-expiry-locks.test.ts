@@ -4,12 +4,11 @@ import http from 'node:http';
 import path from 'node:path';
 import type { Locker } from '@tus/utils';
 import { describe, expect, it, vi } from 'vitest';
-import { buildProcessors } from '../../workers/processors/index.js';
-import { availableProfiles, useApp, type RunningApp } from '../support/app.js';
+import { availableProfiles, useApp } from '../support/app.js';
 import { newUser, sha1 } from '../support/files.js';
 import { createTusUpload, tusPatch } from '../support/tus.js';
 import { MiB } from '../support/uploads.js';
-import { downloadSha1 } from '../support/workers.js';
+import { downloadSha1, fileExists, runGc } from '../support/workers.js';
 
 /**
  * gc's expiry sweep removes an expired tus upload under the upload's lock, the one @tus/server takes
@@ -18,14 +17,12 @@ import { downloadSha1 } from '../support/workers.js';
  */
 const profiles = await availableProfiles('tus expiry under the upload lock');
 const TTL_SECONDS = 60;
-const exists = (file: string) => fsp.stat(file).then(() => true, () => false);
-const gc = (app: RunningApp) => buildProcessors(app.services).gc({});
 
 describe.each(profiles)('the tus expiry sweep and the upload lock (%s profile)', (profile) => {
   const app = useApp(profile, { UPLOAD_TTL_SECONDS: String(TTL_SECONDS) });
   const idOf = (url: string) => path.basename(new URL(url).pathname);
   const filesOf = (url: string) => [path.join(app.dataDir, 'tus', idOf(url)), path.join(app.dataDir, 'tus', `${idOf(url)}.json`)];
-  const present = async (url: string) => Promise.all(filesOf(url).map(exists));
+  const present = async (url: string) => Promise.all(filesOf(url).map(fileExists));
   /** Moves the upload's creation date past the TTL, as time would. */
   const expire = async (url: string) => {
     const recordFile = filesOf(url)[1]!;
@@ -42,12 +39,12 @@ describe.each(profiles)('the tus expiry sweep and the upload lock (%s profile)',
     let askedToLetGo = 0;
     await holder.lock(new AbortController().signal, () => void (askedToLetGo += 1));
 
-    await gc(app);
+    await runGc(app);
     expect(await present(url)).toEqual([true, true]);
     expect(askedToLetGo).toBe(0);
 
     await holder.unlock();
-    await gc(app);
+    await runGc(app);
     expect(await present(url)).toEqual([false, false]);
   });
 
@@ -64,7 +61,7 @@ describe.each(profiles)('the tus expiry sweep and the upload lock (%s profile)',
     await vi.waitFor(async () => expect((await fsp.stat(filesOf(url)[0]!)).size).toBeGreaterThanOrEqual(MiB), { timeout: 5000, interval: 20 });
     await expire(url);
 
-    await gc(app);
+    await runGc(app);
     writing.end(bytes.subarray(1.5 * MiB));
     const response = await answered;
     response.resume();
@@ -73,7 +70,7 @@ describe.each(profiles)('the tus expiry sweep and the upload lock (%s profile)',
     expect(await downloadSha1(alice, fileId)).toEqual({ status: 200, sha1: sha1(bytes), size: bytes.length });
     expect(await present(url)).toEqual([true, true]);
 
-    await gc(app);
+    await runGc(app);
     expect(await present(url)).toEqual([false, false]);
     expect(await downloadSha1(alice, fileId)).toEqual({ status: 200, sha1: sha1(bytes), size: bytes.length });
   });

@@ -2,12 +2,11 @@ import { randomBytes } from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { buildProcessors } from '../../workers/processors/index.js';
-import { availableProfiles, useApp, type RunningApp } from '../support/app.js';
+import { availableProfiles, useApp } from '../support/app.js';
 import { newUser, sha1 } from '../support/files.js';
 import { createTusUpload, tusPatch, tusRequest } from '../support/tus.js';
 import { MiB } from '../support/uploads.js';
-import { downloadSha1 } from '../support/workers.js';
+import { downloadSha1, fileExists, runGc } from '../support/workers.js';
 
 /**
  * What a kill leaves of a tus upload under DATA_DIR/tus that @tus/file-store's pairing of data files with
@@ -19,9 +18,6 @@ import { downloadSha1 } from '../support/workers.js';
  */
 const profiles = await availableProfiles('tus leftovers');
 const TTL_SECONDS = 60;
-const exists = (file: string) => fsp.stat(file).then(() => true, () => false);
-/** A fresh processor set, as the schedule runs it. */
-const gc = (app: RunningApp) => buildProcessors(app.services).gc({});
 
 describe.each(profiles)('gc removes tus leftovers without a readable record (%s profile)', (profile) => {
   const app = useApp(profile, { UPLOAD_TTL_SECONDS: String(TTL_SECONDS) });
@@ -62,7 +58,7 @@ describe.each(profiles)('gc removes tus leftovers without a readable record (%s 
     };
     /** Whether each file of each leftover is there. */
     const presence = async (leftovers: Record<string, string[]>) =>
-      Object.fromEntries(await Promise.all(Object.entries(leftovers).map(async ([kind, files]) => [kind, await Promise.all(files.map(exists))])));
+      Object.fromEntries(await Promise.all(Object.entries(leftovers).map(async ([kind, files]) => [kind, await Promise.all(files.map(fileExists))])));
 
     const old = await leaveLeftovers(true);
     const young = await leaveLeftovers(false);
@@ -77,11 +73,11 @@ describe.each(profiles)('gc removes tus leftovers without a readable record (%s 
     const creatingRecord = await fsp.readFile(recordOf(creating));
     await fsp.rm(recordOf(creating));
 
-    await gc(app);
+    await runGc(app);
 
     expect(await presence(old)).toEqual({ noRecord: [false], emptyRecord: [false, false], cutRecord: [false, false], noFile: [false] });
     expect(await presence(young)).toEqual({ noRecord: [true], emptyRecord: [true, true], cutRecord: [true, true], noFile: [true] });
-    expect(await exists(fileOf(creating))).toBe(true);
+    expect(await fileExists(fileOf(creating))).toBe(true);
     await fsp.writeFile(recordOf(creating), creatingRecord);
     const created = await tusPatch(alice, creating, 0, creatingBytes);
     expect(created.status).toBe(204);
@@ -93,7 +89,7 @@ describe.each(profiles)('gc removes tus leftovers without a readable record (%s 
 
     // the young ones go too once as old, but a readable record goes by its creation date, not yet past
     await age(...Object.values(young).flat());
-    await gc(app);
+    await runGc(app);
     expect(await presence(young)).toEqual({ noRecord: [false], emptyRecord: [false, false], cutRecord: [false, false], noFile: [true] });
   });
 });

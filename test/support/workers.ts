@@ -4,6 +4,7 @@ import fsp from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
+import { buildProcessors } from '../../workers/processors/index.js';
 import type { RunningApp } from './app.js';
 import type { ApiClient } from './client.js';
 import { filesUnder } from './files.js';
@@ -11,6 +12,12 @@ import { filesUnder } from './files.js';
 const ROOT = path.resolve(import.meta.dirname, '..', '..');
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Whether `file` exists now. */
+export const fileExists = (file: string) => fsp.stat(file).then(() => true, () => false);
+
+/** One gc run by a fresh processor set, as the schedule runs it: each of its sweeps runs at once. */
+export const runGc = (app: RunningApp) => buildProcessors(app.services).gc({});
 
 /** Polls `probe` until it returns something other than undefined/false; throws after `timeoutMs`. */
 export async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 30_000, everyMs = 100): Promise<T> {
